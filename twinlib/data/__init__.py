@@ -1,0 +1,180 @@
+"""Readers for chat exports: one module per format, one normalized table out.
+
+Every reader returns a :class:`pandas.DataFrame` with the columns of :data:`COLUMNS`:
+
+``chat``       the conversation's name (a chat title, a channel, an e-mail thread, the other number)
+``timestamp``  ``datetime64[ns]``, naive local time as the export states it
+``sender``     the display name (or number / address) of who wrote the message
+``text``       the message text, line breaks kept, markers such as ``<This message was edited>`` removed
+``kind``       ``"text"`` for what a person wrote; anything else is a break for pair building:
+               ``media``, ``system``, ``deleted``, ``call``, ``sticker``, ``other``
+
+Use :func:`read_export`; it detects the format or takes ``format=`` to force one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+COLUMNS = ["chat", "timestamp", "sender", "text", "kind"]
+KINDS = ("text", "media", "system", "deleted", "call", "sticker", "other")
+
+# format name -> module in twinlib.data that defines ``read(path) -> DataFrame`` and
+# ``sniff(path, head) -> bool`` (``head``: the first 64 KiB decoded as UTF-8 with replacement,
+# or "" for a folder). Detection tries them in this order.
+FORMATS: dict[str, str] = {
+    "slack": "slack",
+    "telegram": "telegram",
+    "messenger": "meta",        # Facebook Messenger and Instagram share one JSON layout
+    "instagram": "meta",
+    "discord": "discord",
+    "signal": "signal",
+    "sms-xml": "sms",
+    "mbox": "mbox",
+    "wechat-csv": "wechat",
+    "whatsapp": "whatsapp",
+    "csv": "csvfile",
+}
+
+
+class ExportError(ValueError):
+    """An export could not be read. The message names the file, the place and the fix."""
+
+    def __init__(self, path, problem: str, *, line: int | None = None, hint: str | None = None):
+        where = f"{path}" + (f", line {line}" if line is not None else "")
+        msg = f"{where}: {problem}"
+        if hint:
+            msg += f"\n  What to do: {hint}"
+        super().__init__(msg)
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        self.hint = hint
+
+
+def _reader(fmt: str):
+    return importlib.import_module(f"twinlib.data.{FORMATS[fmt]}")
+
+
+def _head(path: Path) -> str:
+    if path.is_dir():
+        return ""
+    with open(path, "rb") as fh:
+        raw = fh.read(65536)
+    return raw.decode("utf-8", errors="replace")
+
+
+def _looks_binary(path: Path) -> bool:
+    if path.is_dir():
+        return False
+    with open(path, "rb") as fh:
+        raw = fh.read(8192)
+    if not raw:
+        return False
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 text, not binary
+        return False
+    if b"\x00" in raw:
+        return True
+    try:
+        raw.decode("utf-8")
+        return False
+    except UnicodeDecodeError as e:
+        # a multi-byte character cut at the 8 KiB boundary is fine
+        return e.start < len(raw) - 4
+
+
+def detect_format(path) -> str:
+    """Return the format name of the export at ``path`` (a key of :data:`FORMATS`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(path, "no such file or folder.", hint="check the path you passed as the export.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ExportError(path, "the file is empty.", hint="export the chat again; the export may have been interrupted.")
+    if _looks_binary(path):
+        raise ExportError(
+            path,
+            "this is a binary file, not a chat export.",
+            hint="pass the text/JSON/XML/CSV export itself (unzip a .zip export first).",
+        )
+    head = _head(path)
+    seen = set()
+    for fmt, mod in FORMATS.items():
+        if mod in seen and fmt != "instagram":
+            continue
+        if _reader(fmt).sniff(path, head):
+            if mod == "meta":
+                return _reader(fmt).which(path, head)
+            return fmt
+        seen.add(mod)
+    raise ExportError(
+        path,
+        "the export format was not recognized.",
+        hint="pass format=... (one of " + ", ".join(FORMATS) + "), or convert it to a CSV with the "
+        "columns timestamp,sender,text.",
+    )
+
+
+def normalize(df: pd.DataFrame, path) -> pd.DataFrame:
+    """Bring a reader's frame to the common schema: columns, dtypes, time order."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:  # a bug in a reader, not the user's fault
+        raise RuntimeError(f"reader for {path} returned no {missing} column")
+    out = df[COLUMNS].copy()
+    out["timestamp"] = pd.to_datetime(out["timestamp"])
+    if getattr(out["timestamp"].dt, "tz", None) is not None:
+        out["timestamp"] = out["timestamp"].dt.tz_localize(None)
+    out["timestamp"] = out["timestamp"].astype("datetime64[ns]")
+    for c in ("chat", "sender", "text", "kind"):
+        out[c] = out[c].fillna("").astype(str)
+    bad = set(out["kind"]) - set(KINDS)
+    if bad:
+        raise RuntimeError(f"reader for {path} returned unknown kinds {sorted(bad)}")
+    out = out.sort_values(["timestamp"], kind="stable").reset_index(drop=True)
+    return out
+
+
+def read_export(path, format: str | None = None) -> pd.DataFrame:
+    """Read one export (file, or folder for Slack) into the normalized table.
+
+    ``format`` forces a reader (a key of :data:`FORMATS`); by default it is detected.
+    Raises :class:`ExportError` with the file, the place and the fix when the input is bad.
+    """
+    path = Path(path)
+    if format is None:
+        format = detect_format(path)
+    elif format not in FORMATS:
+        raise ExportError(path, f"unknown format {format!r}.", hint="use one of " + ", ".join(FORMATS) + ".")
+    elif not path.exists():
+        raise ExportError(path, "no such file or folder.", hint="check the path you passed as the export.")
+    df = _reader(format).read(path)
+    if len(df) == 0:
+        raise ExportError(path, f"no messages found (read as {format}).",
+                          hint="check that this is the chat export itself and not empty.")
+    out = normalize(df, path)
+    out.attrs["format"] = format
+    out.attrs["source"] = str(path)
+    return out
+
+
+def read_exports(paths, format: str | None = None) -> pd.DataFrame:
+    """Read several exports into one table (a ``source`` column says which file each row came from)."""
+    frames = []
+    for p in paths:
+        df = read_export(p, format=format)
+        df["source"] = Path(p).name
+        frames.append(df)
+    if not frames:
+        raise ValueError("no export given: pass at least one path.")
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "timestamp" else "object") for c in COLUMNS})
+
+
+Reader = Callable[[Path], pd.DataFrame]

@@ -1,0 +1,441 @@
+"""Models: profiles, the built-in tiny model, loading any checkpoint, device and dtype.
+
+One function, :func:`build_messages`, lays out a conversation for the model; training,
+generation, ranking, PPO and evaluation all go through it, so the twin is always asked the
+same way it was taught.
+
+``base_model`` can be
+
+* ``"tiny"``: a GPT-2-style model of about a million parameters with random weights and a
+  byte-level BPE tokenizer trained on the run's own text (:func:`build_tiny_model`). It runs
+  anywhere, offline, on a CPU in minutes: CI and ``make pipeline`` use it. It learns the
+  *style* of the person, not language in general.
+* any Hugging Face causal-LM id (``"HuggingFaceTB/SmolLM2-360M-Instruct"``) or a local folder
+  holding one, trained with LoRA on a GPU. Instruct checkpoints keep their own chat template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+SYSTEM_PROMPT = "You are my digital twin. Reply to the last message the way I would."
+
+# ChatML with {% generation %} markers so TRL can also train on assistant tokens only.
+TINY_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size-dependent setting of a run, picked by one notebook parameter ``profile``."""
+
+    name: str
+    base_model: str
+    lora: bool
+    description: str
+    memory: str
+    max_length: int = 256            # tokens of context + reply seen in training
+    max_prompt_tokens: int = 192     # generation keeps the last N prompt tokens
+    max_new_tokens: int = 40
+    # stage 2
+    sft_epochs: float = 3.0
+    sft_batch_size: int = 16
+    sft_grad_accum: int = 1
+    sft_learning_rate: float = 2e-3
+    sft_max_steps: int = -1
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # tiny model only
+    tiny_vocab_size: int = 3000
+    tiny_width: int = 128
+    tiny_layers: int = 4
+    tiny_heads: int = 4
+    extra: dict = field(default_factory=dict)
+
+    def with_overrides(self, **kw) -> "Profile":
+        unknown = set(kw) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown profile settings {sorted(unknown)}; known: {sorted(asdict(self))}")
+        return replace(self, **kw)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        base_model="tiny",
+        lora=False,
+        description="built-in 1M-parameter model, tokenizer trained on your chats; CPU, minutes; learns style only",
+        memory="< 1 GB RAM, no GPU",
+    ),
+    "t4": Profile(
+        name="t4",
+        base_model="HuggingFaceTB/SmolLM2-360M-Instruct",
+        lora=True,
+        description="Colab's free T4 (16 GB): SmolLM2-360M-Instruct with LoRA, fp16",
+        memory="about 5 GB of GPU memory at batch 8 × 512 tokens",
+        max_length=512,
+        max_prompt_tokens=384,
+        max_new_tokens=48,
+        sft_epochs=2.0,
+        sft_batch_size=8,
+        sft_grad_accum=2,
+        sft_learning_rate=2e-4,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        base_model="Qwen/Qwen2.5-1.5B-Instruct",
+        lora=True,
+        description="a 24 GB+ local GPU (Ampere or newer): Qwen2.5-1.5B-Instruct with LoRA, bf16",
+        memory="about 14 GB of GPU memory at batch 8 × 512 tokens",
+        max_length=512,
+        max_prompt_tokens=384,
+        max_new_tokens=48,
+        sft_epochs=2.0,
+        sft_batch_size=8,
+        sft_grad_accum=2,
+        sft_learning_rate=1e-4,
+        lora_r=32,
+        lora_alpha=64,
+    ),
+}
+
+
+def get_profile(name: str, base_model: str | None = None, **overrides) -> Profile:
+    """The preset ``name``, optionally with another ``base_model`` and settings."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
+    prof = PROFILES[name]
+    if base_model:
+        overrides["base_model"] = base_model
+        if base_model != "tiny" and name == "tiny":
+            overrides.setdefault("lora", True)
+            overrides.setdefault("sft_learning_rate", 2e-4)
+    return prof.with_overrides(**overrides) if overrides else prof
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+def pick_device() -> str:
+    """``cuda`` when a GPU is visible, ``mps`` on Apple silicon, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str | None = None):
+    """fp32 on CPU, bf16 on Ampere or newer, fp16 on older GPUs such as the T4."""
+    import torch
+
+    device = device or pick_device()
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def trainer_precision_kwargs(device: str | None = None) -> dict:
+    """Keyword arguments for any TRL/transformers training config that fit the hardware.
+
+    TRL configs default to bf16 and gradient checkpointing even on a CPU, which is about
+    9× slower there; this turns both off on CPU and picks bf16/fp16 on GPUs.
+    """
+    import torch
+
+    device = device or pick_device()
+    kw: dict = {"report_to": "none"}
+    if device == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        kw.update(bf16=bf16, fp16=not bf16, gradient_checkpointing=True)
+    else:
+        kw.update(bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=(device == "cpu"))
+    return kw
+
+
+def hardware_summary() -> str:
+    """One line for the top of each notebook: versions and the device (with a hint on CPU)."""
+    import platform
+
+    import torch
+    import transformers
+    import trl
+
+    dev = pick_device()
+    line = (
+        f"python {platform.python_version()} · torch {torch.__version__} · transformers "
+        f"{transformers.__version__} · trl {trl.__version__} · device: {dev}"
+    )
+    if dev == "cuda":
+        p = torch.cuda.get_device_properties(0)
+        line += f" ({p.name}, {p.total_memory / 2**30:.0f} GiB)"
+    else:
+        line += " — no GPU: the tiny profile runs fine; for a real model use Colab (Runtime → Change runtime type → T4 GPU)."
+    return line
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+def _turns(context) -> list[dict]:
+    if context is None:
+        return []
+    if isinstance(context, str):
+        context = json.loads(context) if context.strip() else []
+    return list(context)
+
+
+def build_messages(context, prompt: str, reply: str | None = None, system: str | None = SYSTEM_PROMPT) -> list[dict]:
+    """The one layout of a conversation for the model.
+
+    ``context`` is the JSON string or list of earlier turns (``{"sender", "text", "me"}``,
+    oldest first), ``prompt`` the message being answered, ``reply`` the person's answer (for
+    training) or ``None`` (for generation). The person is the ``assistant``; everybody else
+    is the ``user``. Consecutive turns of the same role are joined with a blank line so that
+    templates which insist on alternating roles accept them.
+    """
+    msgs: list[dict] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    turns = [("assistant" if t.get("me") else "user", str(t.get("text", ""))) for t in _turns(context)]
+    turns.append(("user", str(prompt)))
+    if reply is not None:
+        turns.append(("assistant", str(reply)))
+    for role, text in turns:
+        if len(msgs) > (1 if system else 0) and msgs[-1]["role"] == role:
+            msgs[-1]["content"] += "\n\n" + text
+        else:
+            msgs.append({"role": role, "content": text})
+    # a conversation must open with the user for most templates
+    first = 1 if system else 0
+    if len(msgs) > first and msgs[first]["role"] == "assistant":
+        msgs.insert(first, {"role": "user", "content": "…"})
+    return msgs
+
+
+def prompt_text(tokenizer, context, prompt: str, system: str | None = SYSTEM_PROMPT) -> str:
+    """The model's input for generating a reply: chat template with the assistant turn opened."""
+    return tokenizer.apply_chat_template(
+        build_messages(context, prompt, system=system), tokenize=False, add_generation_prompt=True
+    )
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Token ids that end the twin's turn (the template's end-of-turn marker and EOS)."""
+    ids = []
+    for tok in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"):
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
+            ids.append(tid)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+# --------------------------------------------------------------------------- tiny model
+
+
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 3000):
+    """A byte-level BPE tokenizer trained on ``texts``, with ChatML special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=TINY_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    roles = ["system", "user", "assistant", SYSTEM_PROMPT]
+    tok.train_from_iterator(list(texts) + roles * 50, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+def build_tiny_model(texts: Iterable[str], out_dir, profile: Profile | None = None, seed: int = 0) -> Path:
+    """Create the built-in tiny model (random weights, tokenizer trained on ``texts``) in ``out_dir``.
+
+    It is saved like any checkpoint, so every later stage loads it with :func:`load_model`.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    profile = profile or PROFILES["tiny"]
+    texts = [t for t in texts if isinstance(t, str) and t]
+    if not texts:
+        raise ValueError("no text to train the tiny model's tokenizer on: is the training split empty?")
+    tok = train_tiny_tokenizer(texts, vocab_size=profile.tiny_vocab_size)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=max(512, profile.max_length),
+        n_embd=profile.tiny_width,
+        n_layer=profile.tiny_layers,
+        n_head=profile.tiny_heads,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    model.generation_config.eos_token_id = end_of_turn_ids(tok)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "twin.json").write_text(json.dumps({"kind": "tiny", "profile": asdict(profile)}, indent=2, default=str))
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A hub model is neither a local folder nor cached, and the hub cannot be reached."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TWIN_OFFLINE"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_model_source(name_or_path) -> tuple[str, bool]:
+    """Return ``(where, local_only)`` for a model id or folder, failing fast when it cannot load."""
+    p = Path(str(name_or_path)).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise ModelNotAvailableError(
+                f"{p} exists but holds no model (no config.json or adapter_config.json). "
+                "Point base_model at the folder written by save_pretrained, or at a Hugging Face id."
+            )
+        return str(p), True
+    name = str(name_or_path)
+    if name == "tiny":
+        raise ValueError("'tiny' is built per run: call build_tiny_model(...) and load the folder it writes.")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+        if isinstance(cached, str):
+            return name, True
+    except Exception:  # noqa: BLE001 — any cache problem means "not cached"
+        pass
+    if not _hub_reachable():
+        raise ModelNotAvailableError(
+            f"The model {name!r} is not a local folder, is not in the Hugging Face cache, and the hub "
+            "cannot be reached from this machine. Either (1) run with internet once so it is cached, "
+            f"(2) on a connected machine run `huggingface-cli download {name} --local-dir models/{name.split('/')[-1]}` "
+            "and pass that folder as base_model, or (3) use profile='tiny', which needs no download."
+        )
+    return name, False
+
+
+def load_tokenizer(name_or_path):
+    from transformers import AutoTokenizer
+
+    where, local = resolve_model_source(name_or_path)
+    tok = AutoTokenizer.from_pretrained(where, local_files_only=local)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if tok.chat_template is None:
+        tok.chat_template = TINY_CHAT_TEMPLATE
+    return tok
+
+
+def load_model(name_or_path, device: str | None = None, dtype=None, merge_adapter: bool = False):
+    """Load ``(model, tokenizer)`` from a hub id or folder, a LoRA adapter folder included.
+
+    Adapter folders (written by a LoRA run) load as a PEFT model on top of their base; pass
+    ``merge_adapter=True`` for a plain model (e.g. to export). The model is put in eval mode on
+    ``device`` (default: :func:`pick_device`) with a dtype that fits it.
+    """
+    from transformers import AutoModelForCausalLM
+
+    device = device or pick_device()
+    dtype = dtype or pick_dtype(device)
+    where, local = resolve_model_source(name_or_path)
+    tok = load_tokenizer(where)
+    if Path(where).exists() and (Path(where) / "adapter_config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=True)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=local)
+    model.to(device)
+    model.eval()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def lora_config(profile: Profile):
+    """The peft LoRA configuration of a profile (all linear layers)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=profile.lora_r,
+        lora_alpha=profile.lora_alpha,
+        lora_dropout=profile.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return train, total
+
+
+def prepare_base_model(profile: Profile, train_texts: Sequence[str], out_dir, seed: int = 0) -> str:
+    """The starting checkpoint of a run: builds the tiny model in ``out_dir`` or returns the hub id/folder.
+
+    Re-running never overwrites a built tiny model: an existing ``out_dir`` is reused.
+    """
+    if profile.base_model != "tiny":
+        resolve_model_source(profile.base_model)  # fail fast if unavailable
+        return profile.base_model
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return str(out)
+    return str(build_tiny_model(train_texts, out, profile=profile, seed=seed))

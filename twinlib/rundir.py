@@ -1,0 +1,78 @@
+"""The run directory: one folder holds everything a run reads and writes.
+
+Notebooks never share variables; they share files in the run directory, at the paths below.
+Keeping the layout in one place means a stage can be re-run, resumed or compared by path alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __init__(self, root):
+        object.__setattr__(self, "root", Path(root))
+
+    # stage 1
+    @property
+    def messages(self) -> Path: return self.root / "messages.parquet"
+    @property
+    def pairs_csv(self) -> Path: return self.root / "pairs.csv"
+    @property
+    def dataset(self) -> Path: return self.root / "dataset"
+    @property
+    def stage1(self) -> Path: return self.root / "stage1.json"
+    # models
+    @property
+    def models(self) -> Path: return self.root / "models"
+    def model(self, name: str) -> Path:
+        """``base``, ``sft``, ``refined``, ``reward``, ``ppo`` or ``dpo``."""
+        return self.models / name
+    # stage 3
+    @property
+    def rankings(self) -> Path: return self.root / "rankings.jsonl"
+    # stage 5
+    @property
+    def eval(self) -> Path: return self.root / "eval"
+    @property
+    def judgements(self) -> Path: return self.root / "eval" / "judgements.jsonl"
+    @property
+    def figures(self) -> Path: return self.root / "figures"
+    @property
+    def executed(self) -> Path: return self.root / "notebooks"
+
+    def ensure(self) -> "RunDir":
+        for p in (self.root, self.models, self.figures, self.eval):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_json(self, name: str, obj) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def read_json(self, name: str):
+        path = self.root / name
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: run the notebook that writes it first "
+                f"(python -m twinlib run ... --run-dir {self.root})."
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def require(self, path: Path, stage: str) -> Path:
+        """Fail with a clear message when an earlier stage's output is missing."""
+        if not Path(path).exists():
+            raise FileNotFoundError(
+                f"{path} is missing. It is written by {stage}; run that notebook on this run "
+                f"directory first (or `python -m twinlib run --run-dir {self.root} ...`)."
+            )
+        return Path(path)
