@@ -34,6 +34,10 @@ def setup(run_dir, seed: int = 0, quiet: bool = False) -> RunDir:
     Returns the :class:`~twinlib.rundir.RunDir` that the notebook reads and writes.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    project = Path(__file__).resolve().parent.parent
+    if Path.cwd().resolve() == project / "notebooks":
+        # opened from notebooks/ in Jupyter: relative paths (run_dir, data/...) mean the project folder
+        os.chdir(project)
     run = RunDir(Path(run_dir).expanduser()).ensure()
     seed_everything(seed)
     if not quiet:

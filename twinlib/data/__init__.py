@@ -56,6 +56,9 @@ class ExportError(ValueError):
         self.hint = hint
 
 
+from twinlib.data._common import SkippedLinesWarning  # noqa: E402  (re-export; needs ExportError above)
+
+
 def _reader(fmt: str):
     return importlib.import_module(f"twinlib.data.{FORMATS[fmt]}")
 
@@ -178,3 +181,26 @@ def empty_frame() -> pd.DataFrame:
 
 
 Reader = Callable[[Path], pd.DataFrame]
+
+EXPORT_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".mbox", ".eml"}
+
+
+def find_exports(paths) -> list[Path]:
+    """Expand the user's export paths: files stay, a Slack export folder stays a folder, any
+    other folder contributes the export files inside it (sorted, hidden files skipped)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ExportError(p, "no such file or folder.", hint="check the export path (relative paths start at the project folder).")
+        if p.is_dir() and not ((p / "channels.json").exists() or (p / "users.json").exists()):
+            inside = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES
+                            and not f.name.startswith(".") and f.name.lower() != "readme.md")
+            if not inside:
+                raise ExportError(p, "the folder holds no export files (.txt, .json, .xml, .csv, .mbox).",
+                                  hint="point at the exported chat file itself, or the folder you unzipped it into.")
+            found.extend(inside)
+        else:
+            found.append(p)
+    return found

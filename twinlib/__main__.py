@@ -1,0 +1,5 @@
+import sys
+
+from twinlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,172 @@
+"""Run the numbered notebooks in order with papermill, into one run directory.
+
+``python -m twinlib run --export PATH --profile tiny --run-dir runs/NAME`` executes
+``notebooks/01_*.ipynb``, ``02_*``, … with the parameters each one declares, writes the
+executed copies to ``runs/NAME/notebooks/`` and records what finished in
+``runs/NAME/run_state.json`` so that ``--resume`` skips the stages already done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+STATE_FILE = "run_state.json"
+
+
+class StageFailed(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and the executed copy."""
+
+
+def stage_notebooks(notebooks_dir=NOTEBOOKS_DIR) -> list[Path]:
+    """The pipeline's notebooks: ``01_*.ipynb`` … ``99_*.ipynb`` in order (``00_template`` is not a stage)."""
+    nbs = sorted(p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("00_"))
+    if not nbs:
+        raise FileNotFoundError(f"no numbered notebooks found in {notebooks_dir}")
+    return nbs
+
+
+def declared_parameters(notebook: Path) -> dict:
+    """Names and defaults of the notebook's ``parameters`` cell (via papermill)."""
+    import papermill as pm
+
+    return {name: info["default"] for name, info in pm.inspect_notebook(str(notebook)).items()}
+
+
+def _load_state(run_dir: Path) -> dict:
+    f = run_dir / STATE_FILE
+    if not f.exists():
+        return {"stages": {}}
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def _save_state(run_dir: Path, state: dict) -> None:
+    f = run_dir / STATE_FILE
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    tmp.replace(f)
+
+
+@dataclass
+class StageResult:
+    notebook: str
+    status: str  # "done", "skipped"
+    seconds: float
+
+
+def _failure_message(nb: Path, out: Path, err) -> str:
+    cell = getattr(err, "cell_index", None)
+    count = getattr(err, "exec_count", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    where = f"cell {cell}" + (f" (execution count {count})" if count is not None else "") if cell is not None else "a cell"
+    return (
+        f"Stage {nb.name} failed in {where}: {ename}: {evalue}\n"
+        f"  The executed notebook with the full traceback is {out}.\n"
+        f"  Fix the cause, then continue with the same command plus --resume (finished stages are kept)."
+    )
+
+
+def run_pipeline(
+    run_dir,
+    parameters: dict,
+    notebooks: list[Path] | None = None,
+    resume: bool = False,
+    only: list[str] | None = None,
+    log=print,
+    progress_bar: bool = True,
+) -> list[StageResult]:
+    """Execute the stage notebooks in order; see the module docstring.
+
+    ``parameters`` are offered to every notebook; each gets only those it declares in its
+    ``parameters`` cell. A run directory that already holds finished stages is only continued
+    with ``resume=True`` (finished stages with the same parameters are skipped), so that nothing
+    a user made is silently re-run over.
+    """
+    import papermill as pm
+
+    run_dir = Path(run_dir).resolve()
+    notebooks = notebooks or stage_notebooks()
+    if only:
+        wanted = {o.zfill(2) if o.isdigit() else o for o in only}
+        notebooks = [n for n in notebooks if n.name[:2] in wanted or n.stem in wanted or n.name in wanted]
+        if not notebooks:
+            raise ValueError(f"--only {only} matches no notebook")
+    state = _load_state(run_dir)
+    done = {k for k, v in state["stages"].items() if v.get("status") == "done"}
+    if done and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds finished stages ({', '.join(sorted(done))}). Pass --resume to continue "
+            f"it (finished stages are skipped), or choose a new --run-dir. Nothing was changed."
+        )
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    results = []
+    total = len(notebooks)
+    for i, nb in enumerate(notebooks, 1):
+        declared = declared_parameters(nb)
+        params = {k: v for k, v in parameters.items() if k in declared}
+        params["run_dir"] = str(run_dir)
+        if "run_dir" not in declared:
+            params.pop("run_dir")
+        prev = state["stages"].get(nb.name, {})
+        if resume and prev.get("status") == "done" and prev.get("parameters") == params:
+            log(f"[{i}/{total}] {nb.name}: done earlier, skipped (--resume)")
+            results.append(StageResult(nb.name, "skipped", 0.0))
+            continue
+        out = run_dir / "notebooks" / nb.name
+        log(f"[{i}/{total}] {nb.name} …")
+        t0 = time.time()
+        state["stages"][nb.name] = {"status": "running", "started": t0, "parameters": params}
+        _save_state(run_dir, state)
+        try:
+            pm.execute_notebook(
+                str(nb), str(out), parameters=params, progress_bar=progress_bar, cwd=str(PROJECT_ROOT),
+                kernel_name="python3", log_output=False,
+            )
+        except pm.PapermillExecutionError as err:
+            state["stages"][nb.name] = {"status": "failed", "parameters": params, "error": f"{err.ename}: {err.evalue}"}
+            _save_state(run_dir, state)
+            raise StageFailed(_failure_message(nb, out, err)) from None
+        dt = time.time() - t0
+        state["stages"][nb.name] = {"status": "done", "seconds": round(dt, 1), "finished": time.time(), "parameters": params}
+        _save_state(run_dir, state)
+        log(f"[{i}/{total}] {nb.name}: done in {dt:.0f} s")
+        results.append(StageResult(nb.name, "done", dt))
+    return results
+
+
+def _parse_param(text: str):
+    if "=" not in text:
+        raise ValueError(f"--param takes KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k, json.loads(v)
+    except json.JSONDecodeError:
+        return k, v
+
+
+def main_run(args) -> int:
+    params = {"profile": args.profile}
+    if args.export:
+        params["export_paths"] = [str(Path(p).expanduser().resolve()) for p in args.export]
+    if args.me:
+        params["me"] = args.me
+    if args.base_model:
+        params["base_model"] = args.base_model
+    for p in args.param or []:
+        k, v = _parse_param(p)
+        params[k] = v
+    t0 = time.time()
+    try:
+        results = run_pipeline(args.run_dir, params, resume=args.resume, only=args.only, progress_bar=not args.quiet)
+    except (StageFailed, FileExistsError, ValueError, FileNotFoundError) as e:
+        print(f"twin: {e}", file=sys.stderr)
+        return 1
+    ran = sum(r.status == "done" for r in results)
+    print(f"finished {ran} stage(s) in {time.time() - t0:.0f} s; everything is in {Path(args.run_dir).resolve()}")
+    return 0
