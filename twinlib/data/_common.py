@@ -1,0 +1,80 @@
+"""Small helpers shared by the reader modules (JSON loading, epoch times, row collection)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+import twinlib.data as _data
+from twinlib.data import COLUMNS, ExportError
+
+
+class SkippedLinesWarning(UserWarning):
+    """A reader skipped lines it could not read; the message gives the count and the first line numbers.
+
+    Defined here (not in ``twinlib/data/__init__.py``) so readers can import it without a cycle;
+    ``twinlib.data`` re-exports it as ``twinlib.data.SkippedLinesWarning``.
+    """
+
+
+def load_json(path: Path, what: str = "export"):
+    """Parse a JSON file; a damaged or cut-off file becomes an :class:`ExportError` with line and column."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ExportError(path, f"the {what} is not UTF-8 text (byte {e.start}).", line=line,
+                          hint="pass the JSON file exactly as the app exported it, not a re-saved copy.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        # an unterminated string runs to the end of the file: cut off, too
+        if e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string"):
+            problem = f"the JSON ends too early ({e.msg} at column {e.colno})."
+            hint = "the file looks cut off; export again (and unzip the whole archive)."
+        else:
+            problem = f"this is not valid JSON: {e.msg} at column {e.colno}."
+            hint = "the file looks damaged or edited by hand; export again."
+        raise ExportError(path, problem, line=e.lineno, hint=hint) from None
+
+
+def epoch_to_local(value, unit: str = "s") -> datetime | None:
+    """Epoch seconds (``unit="s"``) or milliseconds (``"ms"``) -> naive local time of this machine.
+
+    Uses the operating system's time zone rules (``TZ`` / /etc/localtime), so daylight saving time
+    is applied per date. Returns ``None`` for missing or impossible values.
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    if unit == "ms":
+        seconds /= 1000.0
+    try:
+        return datetime.fromtimestamp(seconds)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def warn_skipped(path, count: int, where: list, why: str) -> None:
+    if not count:
+        return
+    first = ", ".join(str(w) for w in where[:5])
+    warnings.warn(f"{path}: skipped {count} {why} (first at {first}).", SkippedLinesWarning, stacklevel=3)
+
+
+def to_frame(rows: list) -> pd.DataFrame:
+    """Rows of (chat, timestamp, sender, text, kind) -> DataFrame with :data:`COLUMNS`."""
+    if not rows:
+        return _data.empty_frame()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def head_json_start(head: str) -> bool:
+    """True when ``head`` starts like a JSON object (after a BOM and blanks)."""
+    return head.lstrip("\ufeff \t\r\n").startswith("{")
