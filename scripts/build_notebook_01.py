@@ -26,10 +26,12 @@ Every setting of this notebook is in the next cell (papermill replaces it when t
 ("params", """
 run_dir = "runs/sample"            # everything this run writes goes here
 export_paths = ["data/sample"]     # export files or folders (WhatsApp .txt, Telegram/Messenger/Discord JSON, ...)
-export_format = None               # None = detect; or e.g. "whatsapp", "telegram", "csv"
-me = "Robin Vale"                  # your name as the export shows it; "" = infer (the person in the most chats)
+export_format = None               # None: detect it; or force one, e.g. whatsapp, telegram, csv
+me = "Robin Vale"                  # your name as the export shows it; empty: infer it (the person in the most chats)
 anonymize = True                   # pseudonymize names and replace phone numbers, e-mails, ... (strongly advised)
-pair_mode = "turns"                # "turns" (follow conversations) or "consecutive" (A,B,C,D -> (A,B),(C,D))
+nicknames = {}                     # names the export does not show -> who they mean, e.g. sis -> Tess Vale
+other_names = []                   # people mentioned in chats who never write in them
+pair_mode = "turns"                # turns (follow conversations) or consecutive (A,B,C,D -> (A,B),(C,D))
 merge_window_minutes = 5           # a sender's messages this close together form one turn
 conversation_gap_minutes = 60      # a quiet gap this long starts a new conversation
 context_turns = 4                  # earlier turns given to the model as context
@@ -89,11 +91,12 @@ replaced, never the values. Pattern matching misses things (a nickname, a street
 privacy section before you share anything built from your data.
 """),
 ("code", """
-from twinlib.privacy import Anonymizer
+from twinlib.privacy import ME, Anonymizer
 
-anonymizer = Anonymizer.from_messages(messages, me=me_name, enabled=anonymize)
+anonymizer = Anonymizer.from_messages(messages, me=me_name, enabled=anonymize,
+                                      extra_names={**nicknames, **{n: n for n in other_names}})
 clean = anonymizer.anonymize(messages)
-me_token = anonymizer.me_token
+me_token = ME if anonymize else me_name
 clean.to_parquet(run.messages, index=False)
 anonymizer.summary
 """),

@@ -147,3 +147,16 @@ def test_environment_yml_and_colab_cells_install_the_project():
         m = re.search(r"twinlib\[([^\]]+)\] @ git\+", src)
         assert m, f"{nb.name}: the Colab cell must install twinlib[...] from the repository"
         assert set(m.group(1).split(",")) <= extras, nb.name
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(nb):
+    """papermill must parse every assignment of the parameters cell (an '=' inside a comment breaks it)."""
+    import papermill as pm
+
+    book = nbformat.read(str(nb), as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {t.id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign) for t in n.targets
+                if isinstance(t, ast.Name)}
+    seen = set(pm.inspect_notebook(str(nb)))
+    assert assigned == seen, f"papermill cannot parse {sorted(assigned - seen)}: keep '=' out of comments"
