@@ -154,7 +154,8 @@ def main_run(args) -> int:
     params = {"profile": args.profile}
     if args.export:
         params["export_paths"] = [str(Path(p).expanduser().resolve()) for p in args.export]
-    if args.me:
+        params["me"] = args.me or ""  # your own export: infer "me" unless given (not the sample's persona)
+    elif args.me:
         params["me"] = args.me
     if args.base_model:
         params["base_model"] = args.base_model
