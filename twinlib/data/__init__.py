@@ -133,7 +133,7 @@ def normalize(df: pd.DataFrame, path) -> pd.DataFrame:
     out["timestamp"] = out["timestamp"].astype("datetime64[ns]")
     for c in ("chat", "sender", "text", "kind"):
         out[c] = out[c].fillna("").astype(str)
-    bad = set(out["kind"]) - set(KINDS)
+    bad = set(out["kind"].unique()) - set(KINDS)
     if bad:
         raise RuntimeError(f"reader for {path} returned unknown kinds {sorted(bad)}")
     out = out.sort_values(["timestamp"], kind="stable").reset_index(drop=True)
