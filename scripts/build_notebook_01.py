@@ -61,8 +61,7 @@ from twinlib.explore import overview, kinds
 
 files = find_exports(export_paths)
 messages = read_exports(files, format=export_format)
-print(f"{len(messages):,} messages from {len(files)} file(s)")
-overview(messages)
+print(f"{len(messages):,} messages in {messages['chat'].nunique()} chat(s) from {len(files)} file(s)")
 """),
 ("code", """
 kinds(messages)
@@ -72,13 +71,16 @@ kinds(messages)
 
 The twin learns to answer as one person. Give your name in `me`, or leave it empty and the person who
 appears in the most chats is chosen (you are in all of your chats; your friends usually are not).
+Names are not printed here: from now on everything shown and saved uses pseudonyms, so the executed
+notebooks in the run directory can be looked at without exposing anyone (the `me` parameter itself
+is the one place your name appears).
 """),
 ("code", """
 from twinlib.people import infer_me, participants
 
 me_name = infer_me(messages, me=me or None)
-print("me =", me_name)
-participants(messages).head(10)
+people = participants(messages)
+print(f"{len(people)} participants; the twin learns to answer as the one in {people.set_index('sender').loc[me_name, 'chats']} chat(s)")
 """),
 ("md", """
 ## 3 · Anonymize
@@ -101,7 +103,7 @@ clean.to_parquet(run.messages, index=False)
 anonymizer.summary
 """),
 ("code", """
-clean[clean["kind"] == "text"].head(8)
+overview(clean)
 """),
 ("code", """
 from twinlib.explore import plot_messages_per_month

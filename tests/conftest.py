@@ -16,3 +16,66 @@ def real_exports() -> Path:
     if not root.is_dir():
         pytest.skip(f"real export fixtures not found at {root}: they live beside the repo in ../shared (see README)")
     return root
+
+
+# --------------------------------------------------------------------------- the whole pipeline, once
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_DIR = ROOT / "runs" / ".pytest-pipeline"   # make test runs nbval over its executed notebooks
+
+# Small settings for the test run: every stage's real code path, fewer steps.
+# The runner offers each notebook only the parameters it declares.
+PIPELINE_TEST_PARAMS = {
+    "export_paths": [str(ROOT / "data" / "sample")],
+    "me": "Robin Vale",
+    "profile": "tiny",
+    # stage 3
+    "rounds": 2,
+    "prompts_per_round": 24,
+    # stage 4
+    "ppo_steps": 8,
+    "batch_size": 8,
+    "reward_epochs": 1,
+    "dpo_epochs": 1,
+    "n_samples": 4,
+    # stage 5
+    "n_test": 40,
+    "n_prompt_tests": 2,
+}
+
+
+def _offline_prefix() -> list[str]:
+    """Run inside a new network namespace with only loopback (the kernel talks to papermill over it)."""
+    import shutil
+    import subprocess
+
+    if os.environ.get("TWIN_TEST_ONLINE") or not shutil.which("unshare"):
+        return []
+    probe = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"], capture_output=True)
+    return ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'] if probe.returncode == 0 else []
+
+
+@pytest.fixture(scope="session")
+def pipeline_run():
+    """Notebooks 01→05 executed once with papermill on the sample persona (tiny profile, small settings),
+    with no network at all where the machine allows a network namespace (``offline.json`` says which)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    if PIPELINE_DIR.exists():
+        shutil.rmtree(PIPELINE_DIR)
+    PIPELINE_DIR.mkdir(parents=True)
+    prefix = _offline_prefix()
+    cmd = prefix + [sys.executable, "-m", "twinlib", "run", "--run-dir", str(PIPELINE_DIR), "--quiet"]
+    for k, v in PIPELINE_TEST_PARAMS.items():
+        cmd += ["--param", f"{k}={json.dumps(v)}"]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    (PIPELINE_DIR / "offline.json").write_text(json.dumps({"network_namespace": bool(prefix),
+                                                           "seconds": round(time.time() - t0, 1)}))
+    if proc.returncode != 0:
+        pytest.fail(f"the pipeline failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return PIPELINE_DIR
