@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from twinlib.modeling import SYSTEM_PROMPT, build_messages, end_of_turn_ids, prompt_text
+from twinlib.modeling import SYSTEM_PROMPT, build_messages, end_of_turn_ids, fit_messages, prompt_text
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,15 @@ class GenerationSettings:
         if not kw["top_k"]:
             kw.pop("top_k")
         return kw
+
+
+def settings_for(profile=None, **overrides) -> GenerationSettings:
+    """The stage settings for a :class:`~twinlib.modeling.Profile` (its ``max_new_tokens``), with overrides."""
+    kw = {}
+    if profile is not None:
+        kw["max_new_tokens"] = profile.max_new_tokens
+    kw.update(overrides)
+    return GenerationSettings(**kw)
 
 
 def _batches(seq, size):
@@ -60,7 +69,9 @@ def generate_replies(
     gen_kw["num_return_sequences"] = n
     if seed is not None:
         torch.manual_seed(seed)
-    texts = [prompt_text(tokenizer, ctx, prompt, system=system) for ctx, prompt in conversations]
+    # whole context turns are dropped (oldest first) to fit max_prompt_tokens, as in training;
+    # the tokenizer's left truncation below is only a safety net for a single over-long message
+    texts = [prompt_text(tokenizer, ctx, prompt, system=system, max_tokens=max_prompt_tokens) for ctx, prompt in conversations]
     stop = end_of_turn_ids(tokenizer)
     out: list[list[str]] = []
     old_side, old_trunc = tokenizer.padding_side, tokenizer.truncation_side
@@ -106,11 +117,13 @@ def encode_reply(tokenizer, context, prompt: str, reply: str, max_length: int = 
     """Token ids of a full conversation and the index where the reply starts.
 
     The prompt part is the chat template with the assistant turn opened; the reply part is the
-    rest of the templated conversation (the reply and its end-of-turn marker). Long prompts are
-    cut from the left so the reply always fits.
+    rest of the templated conversation (the reply and its end-of-turn marker). The oldest context
+    turns are dropped to fit ``max_length`` as in training (:func:`~twinlib.modeling.fit_messages`);
+    a prompt still too long is cut from the left so the reply always fits.
     """
-    p = tokenizer.apply_chat_template(build_messages(context, prompt, system=system), tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(build_messages(context, prompt, reply=reply, system=system), tokenize=False)
+    msgs = fit_messages(tokenizer, context, prompt, reply=reply, max_tokens=max_length, system=system)
+    p = tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(msgs, tokenize=False)
     if not full.startswith(p):  # templates that rewrite earlier turns: fall back to concatenation
         full = p + reply + (tokenizer.eos_token or "")
     p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]

@@ -39,6 +39,21 @@ TINY_CHAT_TEMPLATE = (
 )
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
 
+# For checkpoints that ship no chat template (base models such as gpt2 or SmolLM2-135M): plain
+# role headers and the tokenizer's own end-of-sequence token as the end of a turn, so no new
+# token (and no resized embedding) is needed and generation stops at EOS.
+PLAIN_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ message['role'] + ':\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ message['content'] + '\n\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'assistant:\n' }}{%- endif -%}"
+)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -57,7 +72,11 @@ class Profile:
     sft_batch_size: int = 16
     sft_grad_accum: int = 1
     sft_learning_rate: float = 2e-3
-    sft_max_steps: int = -1
+    sft_max_steps: int = -1          # > 0: a cap on the steps that sft_epochs gives
+    # CPU threads for training (0: torch's default, one per core). The tiny model's matrices are
+    # too small to gain much from a second thread, and a busy machine makes several threads
+    # wait on each other: one thread measured 4× faster than two on a shared 2-core machine.
+    cpu_threads: int = 0
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -82,14 +101,17 @@ PROFILES: dict[str, Profile] = {
         base_model="tiny",
         lora=False,
         description="built-in 1M-parameter model, tokenizer trained on your chats; CPU, minutes; learns style only",
-        memory="< 1 GB RAM, no GPU",
+        memory="about 1.3 GB of RAM while training (peak RSS), no GPU",
+        sft_epochs=3.0,
+        sft_max_steps=240,  # a cap: 1-2 minutes of training on 2 CPU cores, whatever the export's size
+        cpu_threads=1,
     ),
     "t4": Profile(
         name="t4",
         base_model="HuggingFaceTB/SmolLM2-360M-Instruct",
         lora=True,
         description="Colab's free T4 (16 GB): SmolLM2-360M-Instruct with LoRA, fp16",
-        memory="about 5 GB of GPU memory at batch 8 × 512 tokens",
+        memory="about 5 GB of GPU memory at batch 8 × 512 tokens (estimated)",
         max_length=512,
         max_prompt_tokens=384,
         max_new_tokens=48,
@@ -103,7 +125,7 @@ PROFILES: dict[str, Profile] = {
         base_model="Qwen/Qwen2.5-1.5B-Instruct",
         lora=True,
         description="a 24 GB+ local GPU (Ampere or newer): Qwen2.5-1.5B-Instruct with LoRA, bf16",
-        memory="about 14 GB of GPU memory at batch 8 × 512 tokens",
+        memory="about 14 GB of GPU memory at batch 8 × 512 tokens (estimated)",
         max_length=512,
         max_prompt_tokens=384,
         max_new_tokens=48,
@@ -154,21 +176,41 @@ def pick_dtype(device: str | None = None):
     return torch.float32
 
 
-def trainer_precision_kwargs(device: str | None = None) -> dict:
+def _checkpointing_key() -> str:
+    """``activation_checkpointing`` in transformers 5 (``gradient_checkpointing`` is its deprecated alias)."""
+    try:
+        from transformers import TrainingArguments
+
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:
+            return "activation_checkpointing"
+    except ImportError:  # pragma: no cover
+        pass
+    return "gradient_checkpointing"
+
+
+def trainer_precision_kwargs(device: str | None = None, checkpointing: bool | None = None) -> dict:
     """Keyword arguments for any TRL/transformers training config that fit the hardware.
 
     TRL configs default to bf16 and gradient checkpointing even on a CPU, which is about
-    9× slower there; this turns both off on CPU and picks bf16/fp16 on GPUs.
+    9× slower there; this turns both off on CPU and picks bf16/fp16 on GPUs. Activation
+    (gradient) checkpointing is on by default on GPUs, where it saves memory for real models;
+    pass ``checkpointing`` to force it. It is named ``activation_checkpointing`` on
+    transformers 5, whose ``gradient_checkpointing`` is a deprecated alias that warns.
     """
     import torch
 
     device = device or pick_device()
+    key = _checkpointing_key()
     kw: dict = {"report_to": "none"}
     if device == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
-        kw.update(bf16=bf16, fp16=not bf16, gradient_checkpointing=True)
+        ckpt = True if checkpointing is None else bool(checkpointing)
+        kw.update(bf16=bf16, fp16=not bf16, **{key: ckpt})
+        if ckpt:
+            kw[key + "_kwargs"] = {"use_reentrant": False}
     else:
-        kw.update(bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=(device == "cpu"))
+        kw.update(bf16=False, fp16=False, use_cpu=(device == "cpu"), **{key: bool(checkpointing)})
+        kw["dataloader_pin_memory"] = False  # nothing to pin to without an accelerator
     return kw
 
 
@@ -232,11 +274,87 @@ def build_messages(context, prompt: str, reply: str | None = None, system: str |
     return msgs
 
 
-def prompt_text(tokenizer, context, prompt: str, system: str | None = SYSTEM_PROMPT) -> str:
-    """The model's input for generating a reply: chat template with the assistant turn opened."""
-    return tokenizer.apply_chat_template(
-        build_messages(context, prompt, system=system), tokenize=False, add_generation_prompt=True
-    )
+def fit_messages(
+    tokenizer,
+    context,
+    prompt: str,
+    reply: str | None = None,
+    max_tokens: int | None = None,
+    system: str | None = SYSTEM_PROMPT,
+) -> list[dict]:
+    """:func:`build_messages`, dropping the oldest context turns until the conversation fits.
+
+    The templated conversation (with the assistant turn opened when ``reply`` is ``None``)
+    is kept within ``max_tokens`` tokens by removing whole context turns, oldest first, so the
+    system prompt, the prompt and the reply are never cut. Training (:mod:`twinlib.sft`) and
+    generation (:func:`prompt_text`) both use it, so the twin sees the same layout in both.
+    If the prompt and reply alone are longer than ``max_tokens`` all context is dropped and
+    the caller's truncation has the last word.
+    """
+    turns = _turns(context)
+    folded = system if system and not supports_system_role(tokenizer) else None
+    fold = _system_folder(folded)
+    system = None if folded else system
+
+    def length(t):
+        msgs = fold(build_messages(t, prompt, reply=reply, system=system))
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=reply is None)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    if max_tokens is None or not turns or length(turns) <= max_tokens:
+        return fold(build_messages(turns, prompt, reply=reply, system=system))
+    lo, hi = 1, len(turns)  # drop the first k turns: find the smallest k that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if length(turns[mid:]) <= max_tokens:
+            hi = mid
+        else:
+            lo = mid + 1
+    return fold(build_messages(turns[lo:], prompt, reply=reply, system=system))
+
+
+def supports_system_role(tokenizer) -> bool:
+    """Whether the tokenizer's chat template renders a ``system`` message (Gemma 2's refuses one)."""
+    key = str(getattr(tokenizer, "chat_template", None))
+    memo = getattr(tokenizer, "_twin_supports_system", None)
+    cached = memo[1] if isinstance(memo, tuple) and memo[0] == key else None
+    if cached is None:
+        probe = "\u2063twin-probe\u2063"
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}], tokenize=False
+            )
+            cached = probe in text
+        except Exception:  # noqa: BLE001 — jinja raises TemplateError("System role not supported")
+            cached = False
+        try:
+            tokenizer._twin_supports_system = (key, cached)
+        except AttributeError:  # pragma: no cover
+            pass
+    return cached
+
+
+def _system_folder(system: str | None):
+    """For templates without a system role: put the system prompt at the top of the first user turn."""
+    if not system:
+        return lambda msgs: msgs
+
+    def fold(msgs):
+        msgs = [dict(m) for m in msgs]
+        if msgs and msgs[0]["role"] == "user":
+            msgs[0]["content"] = system + "\n\n" + msgs[0]["content"]
+        return msgs
+
+    return fold
+
+
+def prompt_text(tokenizer, context, prompt: str, system: str | None = SYSTEM_PROMPT, max_tokens: int | None = None) -> str:
+    """The model's input for generating a reply: chat template with the assistant turn opened.
+
+    With ``max_tokens``, the oldest context turns are dropped until it fits (:func:`fit_messages`).
+    """
+    msgs = fit_messages(tokenizer, context, prompt, max_tokens=max_tokens, system=system)
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:
@@ -326,10 +444,21 @@ class ModelNotAvailableError(RuntimeError):
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TWIN_OFFLINE"):
+    """A quick TCP probe of the hub (or of the HTTPS proxy, when one is set): never hangs.
+
+    huggingface_hub itself retries for about 25 s before giving up on a missing network, so
+    we look first and fail fast with a message instead.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or os.environ.get("TWIN_OFFLINE"):
         return False
+    from urllib.parse import urlparse
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy if proxy else os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme in ("https", "") else 80)
     try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -374,8 +503,8 @@ def load_tokenizer(name_or_path):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    if tok.chat_template is None:
-        tok.chat_template = TINY_CHAT_TEMPLATE
+    if tok.chat_template is None:  # a base model: plain role headers, EOS ends a turn
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
     return tok
 
 
@@ -395,7 +524,9 @@ def load_model(name_or_path, device: str | None = None, dtype=None, merge_adapte
     if Path(where).exists() and (Path(where) / "adapter_config.json").exists():
         from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=True)
+        base = json.loads((Path(where) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base_local = resolve_model_source(base)[1] if base else True  # the adapter's base must load too
+        model = AutoPeftModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=base_local)
         if merge_adapter:
             model = model.merge_and_unload()
     else:

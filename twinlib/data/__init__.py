@@ -15,6 +15,8 @@ Use :func:`read_export`; it detects the format or takes ``format=`` to force one
 from __future__ import annotations
 
 import importlib
+import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -127,6 +129,15 @@ def normalize(df: pd.DataFrame, path) -> pd.DataFrame:
     if missing:  # a bug in a reader, not the user's fault
         raise RuntimeError(f"reader for {path} returned no {missing} column")
     out = df[COLUMNS].copy()
+    outside = _out_of_range_rows(out["timestamp"])  # datetime64[ns] holds the years 1677-2262 only
+    if outside.any():
+        warnings.warn(f"{path}: skipped {int(outside.sum())} message(s) dated outside the years 1678-2261 "
+                      f"(first: {out['timestamp'][outside].iloc[0]}); those dates look damaged.",
+                      SkippedLinesWarning, stacklevel=3)
+        out = out[~outside]
+        if len(out) == 0:
+            raise ExportError(path, "no message has a date between the years 1678 and 2261.",
+                              hint="check that the export is not damaged; export the chat again.")
     out["timestamp"] = pd.to_datetime(out["timestamp"])
     if getattr(out["timestamp"].dt, "tz", None) is not None:
         out["timestamp"] = out["timestamp"].dt.tz_localize(None)
@@ -138,6 +149,23 @@ def normalize(df: pd.DataFrame, path) -> pd.DataFrame:
         raise RuntimeError(f"reader for {path} returned unknown kinds {sorted(bad)}")
     out = out.sort_values(["timestamp"], kind="stable").reset_index(drop=True)
     return out
+
+
+_FIRST, _LAST = datetime(1678, 1, 1), datetime(2261, 12, 31, 23, 59, 59)  # inside datetime64[ns]
+
+
+def _out_of_range(t) -> bool:
+    """A date that exists but does not fit a ``datetime64[ns]`` (e.g. year 9999 in a damaged file)."""
+    return isinstance(t, datetime) and t is not pd.NaT and not _FIRST <= t.replace(tzinfo=None) <= _LAST
+
+
+def _out_of_range_rows(ts: pd.Series) -> pd.Series:
+    """Which of a reader's timestamps (datetimes, or datetime64 of any unit) ``normalize`` cannot hold."""
+    if ts.dtype.kind == "M":
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_localize(None)
+        return ts.notna() & ((ts < _FIRST) | (ts > _LAST))
+    return ts.map(_out_of_range).astype(bool)
 
 
 def read_export(path, format: str | None = None) -> pd.DataFrame:
@@ -153,6 +181,9 @@ def read_export(path, format: str | None = None) -> pd.DataFrame:
         raise ExportError(path, f"unknown format {format!r}.", hint="use one of " + ", ".join(FORMATS) + ".")
     elif not path.exists():
         raise ExportError(path, "no such file or folder.", hint="check the path you passed as the export.")
+    if path.is_dir() and FORMATS[format] != "slack":
+        raise ExportError(path, f"this is a folder, not a {format} export file.",
+                          hint="pass the export file itself (only a Slack export is read as a folder).")
     df = _reader(format).read(path)
     if len(df) == 0:
         raise ExportError(path, f"no messages found (read as {format}).",

@@ -41,6 +41,12 @@ def load_json(path: Path, what: str = "export"):
             problem = f"this is not valid JSON: {e.msg} at column {e.colno}."
             hint = "the file looks damaged or edited by hand; export again."
         raise ExportError(path, problem, line=e.lineno, hint=hint) from None
+    except RecursionError:  # the json module recurses once per level of [ or {
+        raise ExportError(path, "this JSON is nested too deeply to read (thousands of [ or { inside each "
+                          "other).", hint="the file looks damaged or is not a chat export; export again.") from None
+    except ValueError as e:  # e.g. a number of more than 4300 digits (Python's limit for int())
+        raise ExportError(path, f"this JSON cannot be read ({e}).",
+                          hint="the file looks damaged or is not a chat export; export again.") from None
 
 
 def epoch_to_local(value, unit: str = "s") -> datetime | None:
@@ -59,6 +65,19 @@ def epoch_to_local(value, unit: str = "s") -> datetime | None:
         return datetime.fromtimestamp(seconds)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def pandas_time(value: str):
+    """``value`` read by ``pandas.Timestamp`` (it knows many forms) as a naive time stamp (a
+    ``datetime``; its UTC offset dropped, the clock time kept), or ``None`` when pandas cannot read
+    it or reads it as a missing value (``"NaT"``, ``"nan"``)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(ts):
+        return None
+    return ts.tz_localize(None) if ts.tzinfo is not None else ts
 
 
 def warn_skipped(path, count: int, where: list, why: str) -> None:

@@ -17,10 +17,9 @@ import io
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 
 from twinlib.data import KINDS, ExportError
-from twinlib.data._common import epoch_to_local, to_frame
+from twinlib.data._common import epoch_to_local, pandas_time, to_frame
 
 REQUIRED = ("timestamp", "sender", "text")
 OPTIONAL = ("chat", "kind")
@@ -55,13 +54,7 @@ def parse_time(value: str) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
     except ValueError:
         pass
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if ts is pd.NaT:
-        return None
-    return ts.tz_localize(None).to_pydatetime() if ts.tzinfo else ts.to_pydatetime()
+    return pandas_time(value)
 
 
 def read(path: Path):

@@ -15,10 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 
 from twinlib.data import ExportError
-from twinlib.data._common import head_json_start, load_json, to_frame, warn_skipped
+from twinlib.data._common import head_json_start, load_json, pandas_time, to_frame, warn_skipped
 
 _TEXT_TYPES = {"Default", "Reply", None, ""}
 _CALL_TYPES = {"Call"}
@@ -36,14 +35,13 @@ def _time(value) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
     except ValueError:
         pass
-    try:  # e.g. 7 fractional digits, which datetime.fromisoformat of Python 3.10 refuses
-        return pd.Timestamp(value).tz_localize(None)
-    except (ValueError, TypeError):
-        return None
+    return pandas_time(value)  # e.g. 7 fractional digits, which datetime.fromisoformat of Python 3.10 refuses
 
 
 def _kind(msg: dict, content: str) -> str:
     mtype = msg.get("type")
+    if mtype is not None and not isinstance(mtype, str):  # damaged: not a type name (and maybe unhashable)
+        return "system"
     if mtype in _CALL_TYPES:
         return "call"
     if mtype not in _TEXT_TYPES:
@@ -65,7 +63,7 @@ def read(path: Path):
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
         raise ExportError(path, "this JSON has no 'messages' list.",
                           hint="export the channel with DiscordChatExporter using the JSON format.")
-    channel = data.get("channel") or {}
+    channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
     chat = str(channel.get("name") or channel.get("id") or path.stem)
     rows, seen, no_time = [], set(), []
     for i, msg in enumerate(data["messages"]):
@@ -73,6 +71,7 @@ def read(path: Path):
             continue
         mid = msg.get("id")
         if mid is not None:
+            mid = str(mid)  # a number, or even a list in a damaged file
             if mid in seen:
                 continue
             seen.add(mid)
@@ -84,7 +83,7 @@ def read(path: Path):
         if ts is None:
             no_time.append(f"message {mid or i + 1}")
             continue
-        author = msg.get("author") or {}
+        author = msg.get("author") if isinstance(msg.get("author"), dict) else {}
         sender = str(author.get("nickname") or author.get("name") or "Deleted User")
         rows.append((chat, ts, sender, content, kind))
     warn_skipped(path, len(no_time), no_time, "messages without a timestamp")

@@ -69,9 +69,14 @@ def which(path: Path, head: str) -> str:
     return "messenger"
 
 
+def _str(value) -> str:
+    """A string field, repaired; anything else (null, a number or list in a damaged file) is ``""``."""
+    return fix_mojibake(value) if isinstance(value, str) else ""
+
+
 def _kind_and_text(msg: dict) -> tuple[str, str]:
-    content = fix_mojibake(msg.get("content")) or ""
-    sender = fix_mojibake(msg.get("sender_name")) or ""
+    content = _str(msg.get("content"))
+    sender = _str(msg.get("sender_name"))
     who = next((w for w in (sender, "You") if w and content.startswith(w + " ")), None)
     if msg.get("is_unsent") or (who and _UNSENT_RE.match(content, len(who) + 1)):
         return "deleted", content
@@ -93,10 +98,11 @@ def _kind_and_text(msg: dict) -> tuple[str, str]:
 
 
 def _chat_name(data: dict, path: Path) -> str:
-    title = fix_mojibake(data.get("title"))
+    title = _str(data.get("title"))
     if title:
         return title
-    names = [fix_mojibake(p.get("name")) for p in data.get("participants") or [] if isinstance(p, dict)]
+    participants = data.get("participants") if isinstance(data.get("participants"), list) else []
+    names = [_str(p.get("name")) for p in participants if isinstance(p, dict)]
     names = [n for n in names if n]
     if names:
         return ", ".join(names)
@@ -122,7 +128,7 @@ def read(path: Path):
         if ts is None:
             no_time.append(f"message {i + 1}")
             continue
-        sender = fix_mojibake(msg.get("sender_name")) or "Facebook user"
+        sender = _str(msg.get("sender_name")) or "Facebook user"
         rows.append((chat, ts, sender, text, kind))
     warn_skipped(path, len(no_time), no_time, "messages without timestamp_ms")
     return to_frame(rows[::-1])  # the file is newest first

@@ -28,6 +28,16 @@ _CALL_SUBTYPES = {"huddle_thread", "sh_room_created", "sh_room_shared"}
 _LINK_RE = re.compile(r"<([^<>]*)>")
 
 
+def _dict(value) -> dict:
+    """A JSON object, or ``{}`` for anything else (a damaged export may hold null, a list, a number)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _name(*values) -> str | None:
+    """The first non-empty string among ``values`` (other types are skipped)."""
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
 def sniff(path: Path, head: str) -> bool:
     path = Path(path)
     return path.is_dir() and ((path / "channels.json").is_file() or (path / "users.json").is_file())
@@ -39,11 +49,11 @@ def _users(root: Path) -> dict[str, str]:
     if f.is_file():
         data = load_json(f, "Slack users list")
         for u in data if isinstance(data, list) else []:
-            if not isinstance(u, dict) or not u.get("id"):
+            if not isinstance(u, dict) or not _name(u.get("id")):
                 continue
-            prof = u.get("profile") or {}
-            names[u["id"]] = (u.get("real_name") or prof.get("real_name") or prof.get("display_name")
-                              or u.get("name") or u["id"])
+            prof = _dict(u.get("profile"))
+            names[u["id"]] = _name(u.get("real_name"), prof.get("real_name"), prof.get("display_name"),
+                                   u.get("name"), u["id"])
     return names
 
 
@@ -58,10 +68,11 @@ def _conversations(root: Path, users: dict[str, str]) -> dict[str, str]:
         for c in data if isinstance(data, list) else []:
             if not isinstance(c, dict):
                 continue
-            if c.get("name"):
+            if _name(c.get("name")):
                 chats[c["name"]] = c["name"]
-            elif c.get("id"):  # a direct message: the folder is named by id
-                members = [users.get(m, m) for m in c.get("members") or []]
+            elif _name(c.get("id")):  # a direct message: the folder is named by id
+                members = c.get("members") if isinstance(c.get("members"), list) else []
+                members = [users.get(m, m) for m in members if isinstance(m, str)]
                 chats[c["id"]] = ", ".join(members) if members else c["id"]
     return chats
 
@@ -85,21 +96,18 @@ def _clean(text: str, users: dict[str, str]) -> str:
 
 
 def _sender(msg: dict, users: dict[str, str]) -> str:
-    uid = msg.get("user")
+    uid = _name(msg.get("user"))
     if uid and uid in users:
         return users[uid]
-    prof = msg.get("user_profile") or {}
-    if prof.get("real_name") or prof.get("display_name"):
-        return prof.get("real_name") or prof.get("display_name")
-    if msg.get("username"):
-        return msg["username"]
-    if (msg.get("bot_profile") or {}).get("name"):
-        return msg["bot_profile"]["name"]
-    return uid or msg.get("bot_id") or "Slack"
+    prof = _dict(msg.get("user_profile"))
+    return (_name(prof.get("real_name"), prof.get("display_name"), msg.get("username"),
+                  _dict(msg.get("bot_profile")).get("name"), uid, msg.get("bot_id")) or "Slack")
 
 
 def _kind(msg: dict, text: str) -> str:
     sub = msg.get("subtype")
+    if sub is not None and not isinstance(sub, str):  # damaged: not a subtype name (maybe unhashable)
+        return "system"
     if sub == "bot_message" or (msg.get("bot_id") and not msg.get("user")):
         return "other"
     if sub == "tombstone":

@@ -158,6 +158,10 @@ def read(path: Path):
                     no_time.append(f"message {count}")
                     continue
                 raw_rows.append((chat, ts, sender, text, kind))
+        except LookupError as e:  # expat does not know the encoding the XML declaration names
+            raise ExportError(path, f"the XML declares an encoding Python does not know ({e}).", line=1,
+                              hint="SMS Backup & Restore writes UTF-8; make a new backup, or fix the "
+                              "encoding=\"...\" in the first line.") from None
         except ET.ParseError as e:
             line, col = e.position
             with open(path, "rb") as f2:

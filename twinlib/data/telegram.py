@@ -130,7 +130,8 @@ def read(path: Path):
     rows, no_time = [], []
     for chat in _chats(data, path):
         name = _chat_name(chat, path)
-        for i, msg in enumerate(chat.get("messages") or []):
+        messages = chat.get("messages")
+        for i, msg in enumerate(messages if isinstance(messages, list) else []):
             if not isinstance(msg, dict):
                 continue
             kind, text = _kind_and_text(msg)

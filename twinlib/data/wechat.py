@@ -19,10 +19,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 
 from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, to_frame, warn_skipped
+from twinlib.data._common import epoch_to_local, pandas_time, to_frame, warn_skipped
 
 ME = "Me"
 REQUIRED = ("type_name", "is_sender", "talker", "room_name", "msg", "CreateTime")
@@ -69,10 +68,7 @@ def _time(value: str) -> datetime | None:
             return datetime.strptime(value, fmt)
         except ValueError:
             pass
-    try:
-        return pd.Timestamp(value).tz_localize(None).to_pydatetime()
-    except (ValueError, TypeError):
-        return None
+    return pandas_time(value)
 
 
 def read(path: Path):

@@ -378,7 +378,10 @@ def _days(y_str: np.ndarray, era: np.ndarray, p: np.ndarray, q: np.ndarray, used
 
 
 def _days_since_1970(y: int, m: int, d: int) -> int:
-    """Days from 1970-01-01 to the date, or -1 when there is no such date (WhatsApp is from 2009)."""
+    """Days from 1970-01-01 to the date, or -1 when there is no such date (WhatsApp is from 2009;
+    after 2261 the nanosecond time stamps would wrap around to the 18th century)."""
+    if y > 2261:
+        return -1
     try:
         return date(y, m, d).toordinal() - _EPOCH
     except ValueError:

@@ -1,0 +1,552 @@
+"""Stage 2: supervised fine-tuning of the twin on the person's own replies.
+
+The recipe, in the order :func:`train_sft` runs it:
+
+1. Load the pairs written by stage 1 (:func:`load_splits`).
+2. Lay every pair out as a conversation with :func:`twinlib.modeling.fit_messages` (the one
+   layout shared with generation: system prompt, earlier turns, the message being answered)
+   and give it to TRL in its *conversational prompt-completion* format
+   (:func:`to_sft_dataset`): the prompt is the conversation so far, the completion is the
+   person's reply. TRL then computes the loss on the reply and its end-of-turn token only;
+   the prompt and context tokens are masked (label ``-100``).
+3. Train with TRL's ``SFTTrainer`` (:func:`sft_config`): validation loss at regular steps,
+   the checkpoint with the best validation loss is kept and training stops early when it
+   stops improving. Real checkpoints are trained with LoRA (peft); the adapter is merged so
+   that ``models/sft`` is a plain checkpoint every later stage loads with
+   :func:`twinlib.modeling.load_model` (the adapter alone is kept in ``models/sft/adapter``).
+4. Save atomically: the model is written to a temporary folder and renamed to ``models/sft``
+   only when complete. A trained model is never overwritten silently: re-running reuses it,
+   and ``overwrite=True`` moves the old one aside to ``models/sft.bak-<time>``.
+
+Files in ``models/sft``: the model and tokenizer, ``twin.json`` (what it is, the profile),
+``train_metrics.json`` (losses, steps, timings), ``log_history.json`` (the Trainer's log) and
+``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from twinlib.modeling import (
+    SYSTEM_PROMPT,
+    Profile,
+    count_parameters,
+    end_of_turn_ids,
+    fit_messages,
+    get_profile,
+    load_model,
+    lora_config,
+    pick_device,
+    pick_dtype,
+    prepare_base_model,
+    trainer_precision_kwargs,
+)
+from twinlib.rundir import RunDir
+
+STAGE1 = "notebook 01 (01_collect_data.ipynb)"
+METRICS_FILE = "train_metrics.json"
+LOG_FILE = "log_history.json"
+CURVE_FILE = "loss_curve.png"
+PROMPT_TESTS_FILE = "sft_prompt_tests.csv"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_splits(run_dir) -> dict:
+    """The stage-1 pairs as ``{"train", "validation", "test"}`` pandas DataFrames.
+
+    Reads the Hugging Face dataset in ``run_dir/dataset`` or, failing that, ``pairs.csv``;
+    fails with a message naming the notebook to run when neither exists.
+    """
+    import pandas as pd
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    if run.dataset.exists():
+        from datasets import load_from_disk
+
+        dd = load_from_disk(str(run.dataset))
+        splits = {name: dd[name].to_pandas() for name in dd}
+    else:
+        run.require(run.pairs_csv, STAGE1)
+        df = pd.read_csv(run.pairs_csv, keep_default_na=False, dtype={"prompt": str, "response": str, "context": str})
+        if "split" not in df.columns:
+            raise ValueError(f"{run.pairs_csv} has no 'split' column: re-run {STAGE1} to split it.")
+        splits = {name: g.reset_index(drop=True) for name, g in df.groupby("split")}
+    for name in ("train", "validation", "test"):
+        splits.setdefault(name, pd.DataFrame(columns=["prompt", "response", "context"]))
+    if len(splits["train"]) == 0:
+        raise ValueError(f"the training split of {run.root} is empty: stage 1 found no replies of yours to learn from.")
+    return splits
+
+
+def _rows(pairs) -> list[dict]:
+    if hasattr(pairs, "to_dict") and hasattr(pairs, "columns"):  # pandas
+        return pairs.to_dict("records")
+    if hasattr(pairs, "to_list"):  # datasets.Dataset
+        return pairs.to_list()
+    return list(pairs)
+
+
+def to_sft_dataset(pairs, tokenizer=None, max_length: int | None = None, system: str | None = SYSTEM_PROMPT):
+    """Pairs (a DataFrame, a ``datasets.Dataset`` split or a list of dicts) in TRL's format.
+
+    Each row becomes ``{"prompt": [system, ...turns, {"role": "user", ...}], "completion":
+    [{"role": "assistant", "content": reply}]}``: TRL's *conversational prompt-completion*
+    format, for which ``SFTTrainer`` masks the prompt out of the loss (``completion_only_loss``).
+    With a ``tokenizer`` and ``max_length`` the oldest context turns are dropped until the
+    templated conversation fits, as generation does, so no reply is cut for want of room.
+    Rows with an empty reply are skipped.
+    """
+    from datasets import Dataset
+
+    prompts, completions = [], []
+    for row in _rows(pairs):
+        reply = row.get("response")
+        if not isinstance(reply, str) or not reply.strip():
+            continue
+        if tokenizer is not None:
+            msgs = fit_messages(tokenizer, row.get("context"), row["prompt"], reply=reply, max_tokens=max_length, system=system)
+        else:
+            from twinlib.modeling import build_messages
+
+            msgs = build_messages(row.get("context"), row["prompt"], reply=reply, system=system)
+        prompts.append(msgs[:-1])
+        completions.append(msgs[-1:])
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
+def prepare_base(run_dir, profile: str | Profile = "tiny", splits: dict | None = None, seed: int = 0) -> str:
+    """The checkpoint stage 2 starts from: the profile's hub id/folder (checked to be loadable)
+    or, for the tiny profile, the tiny model built in ``models/base`` from the training texts."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if prof.base_model == "tiny" and not has_model(run.model("base")):
+        train = (splits or load_splits(run))["train"]
+        return prepare_base_model(prof, list(train["prompt"]) + list(train["response"]), run.model("base"), seed=seed)
+    return prepare_base_model(prof, [], run.model("base"), seed=seed)
+
+
+def loss_mask_preview(tokenizer, row, max_length: int | None = None, system: str | None = SYSTEM_PROMPT):
+    """How one pair is seen in training: the masked part (system prompt, context, the message
+    answered: label ``-100``) and the trained part (the reply and its end-of-turn marker).
+
+    Returns a two-row DataFrame ``part, tokens, text``; it tokenizes the way TRL does
+    (prompt with the assistant turn opened vs the whole conversation).
+    """
+    import pandas as pd
+
+    msgs = fit_messages(tokenizer, row.get("context"), row["prompt"], reply=row["response"], max_tokens=max_length, system=system)
+    prompt = tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(msgs, tokenize=False)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    f_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    n = 0
+    while n < min(len(p_ids), len(f_ids)) and p_ids[n] == f_ids[n]:
+        n += 1
+    return pd.DataFrame({
+        "part": ["masked: system prompt, context, message answered (label -100)", "trained on: your reply + end of turn"],
+        "tokens": [n, len(f_ids) - n],
+        "text": [tokenizer.decode(f_ids[:n]), tokenizer.decode(f_ids[n:])],
+    })
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def plan_steps(profile: Profile, n_train: int, max_steps: int | None = None, processes: int = 1) -> int:
+    """Optimizer steps of a run.
+
+    ``max_steps`` (> 0) decides alone. Otherwise the profile's ``sft_epochs`` over ``n_train``
+    examples, capped at its ``sft_max_steps`` when that is > 0 (so a big export does not make
+    the CPU profile run for an hour). With several ``processes`` (GPUs under ``accelerate
+    launch``) each step sees ``processes`` batches, so an epoch takes fewer steps.
+    """
+    if max_steps is not None and max_steps > 0:
+        return int(max_steps)
+    per_step = profile.sft_batch_size * profile.sft_grad_accum * max(1, processes)
+    per_epoch = math.ceil(max(1, n_train) / per_step)
+    steps = max(1, math.ceil(per_epoch * profile.sft_epochs))
+    if profile.sft_max_steps and profile.sft_max_steps > 0:
+        steps = min(steps, int(profile.sft_max_steps))
+    return steps
+
+
+def sft_config(
+    profile: Profile,
+    out_dir,
+    n_train: int,
+    max_steps: int | None = None,
+    seed: int = 0,
+    n_evals: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    **overrides,
+):
+    """The ``trl.SFTConfig`` of a profile: hardware-aware precision, regular evaluation, best checkpoint.
+
+    Evaluation and checkpointing happen ``n_evals`` times over the run; the checkpoint with the
+    lowest validation loss is loaded at the end (``load_best_model_at_end``). Any keyword of
+    ``SFTConfig`` can be overridden.
+    """
+    from accelerate import PartialState
+    from trl import SFTConfig
+
+    steps = plan_steps(profile, n_train, max_steps, processes=PartialState().num_processes)
+    every = max(1, math.ceil(steps / max(1, n_evals)))
+    kw = dict(
+        output_dir=str(out_dir),
+        max_steps=steps,
+        per_device_train_batch_size=profile.sft_batch_size,
+        per_device_eval_batch_size=profile.sft_batch_size * 2,
+        gradient_accumulation_steps=profile.sft_grad_accum,
+        learning_rate=profile.sft_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        weight_decay=0.01,
+        max_length=profile.max_length,
+        completion_only_loss=True,  # the loss covers the reply (and its end-of-turn) only
+        eval_strategy="steps",
+        eval_steps=every,
+        save_strategy="steps",
+        save_steps=every,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=max(1, min(10, every // 2)),
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every weight (or LoRA adapter) is used: skip the extra DDP graph pass
+        disable_tqdm=not progress,
+        include_num_input_tokens_seen="non_padding",
+        **trainer_precision_kwargs(device),
+    )
+    # batches of similar length: about a third less padding to compute on chat-sized examples
+    fields = SFTConfig.__dataclass_fields__
+    if "train_sampling_strategy" in fields:
+        kw["train_sampling_strategy"] = "group_by_length"
+    elif "group_by_length" in fields:  # transformers < 5.3
+        kw["group_by_length"] = True
+    kw.update(overrides)
+    return SFTConfig(**kw)
+
+
+# --------------------------------------------------------------------------- model folder
+
+
+def has_model(folder) -> bool:
+    """True when ``folder`` holds a saved model (full or adapter)."""
+    folder = Path(folder)
+    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
+
+
+def read_metrics(model_dir) -> dict:
+    """The ``train_metrics.json`` of a trained model folder (``{}`` when it has none)."""
+    f = Path(model_dir) / METRICS_FILE
+    return json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+
+
+def read_log_history(model_dir) -> list[dict]:
+    """The Trainer's log history saved with a model (``[]`` when it has none)."""
+    f = Path(model_dir) / LOG_FILE
+    return json.loads(f.read_text(encoding="utf-8")) if f.exists() else []
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def _publish(tmp: Path, final: Path) -> Path | None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is moved to ``final.bak-<time>`` first."""
+    backup = None
+    if final.exists():
+        backup = final.with_name(f"{final.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while backup.exists():
+            backup = final.with_name(f"{final.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            n += 1
+        final.rename(backup)
+    tmp.rename(final)
+    return backup
+
+
+# --------------------------------------------------------------------------- training
+
+
+def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir, max_steps=None, seed=0,
+                  patience: int | None = 3, progress: bool = True, **config_overrides):
+    """An ``SFTTrainer`` for ``model`` with :func:`sft_config`, LoRA when the profile asks for it,
+    and early stopping after ``patience`` evaluations without improvement (``None``: off)."""
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    cfg = sft_config(profile, out_dir, n_train=len(train_ds), max_steps=max_steps, seed=seed,
+                     progress=progress, **config_overrides)
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
+    return SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(profile) if profile.lora else None,
+        callbacks=callbacks,
+    )
+
+
+def train_sft(
+    run_dir,
+    profile: str | Profile = "tiny",
+    base_model_path: str | None = None,
+    overwrite: bool = False,
+    max_steps: int | None = None,
+    seed: int = 0,
+    patience: int | None = 3,
+    max_eval_samples: int | None = 512,
+    progress: bool = True,
+    **config_overrides,
+) -> dict:
+    """Fine-tune the twin on the run's training pairs and save it to ``models/sft``.
+
+    ``profile`` is a preset name or a :class:`~twinlib.modeling.Profile`; ``base_model_path``
+    the checkpoint to start from (default: the profile's, the tiny model being built in
+    ``models/base`` on first use). ``max_steps`` (> 0) overrides the profile's length.
+
+    If ``models/sft`` already holds a model it is **reused** (its saved metrics are returned
+    with ``"reused": True``) unless ``overwrite=True``, which trains again and moves the old
+    model to ``models/sft.bak-<time>``. Returns the training metrics (also written to
+    ``models/sft/train_metrics.json``).
+    """
+    import torch
+    from accelerate import PartialState
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run.ensure()
+    final = run.model("sft")
+    if has_model(final) and not overwrite:
+        metrics = read_metrics(final)
+        metrics.update(reused=True, model_dir=str(final))
+        return metrics
+    if final.exists() and not has_model(final) and any(final.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{final} exists but holds no model. Move it away, or pass overwrite=True to replace it "
+            "(it will be kept as a backup)."
+        )
+
+    # One process, or one per GPU under `accelerate launch`: the main process builds, writes and
+    # publishes; the others train alongside it and wait.
+    dist = PartialState()
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    splits = load_splits(run)
+    t0 = time.time()
+    with dist.main_process_first():
+        if not base_model_path:
+            base_model_path = prepare_base(run, prof, splits, seed=seed)
+    device = str(dist.device) if dist.num_processes > 1 else pick_device()
+    kind = device.split(":")[0]
+    # LoRA keeps the frozen base in the half precision that fits the GPU; full fine-tuning keeps fp32
+    # master weights and lets mixed precision do the rest.
+    dtype = pick_dtype(kind) if prof.lora else torch.float32
+    model, tok = load_model(base_model_path, device=device, dtype=dtype)
+    model.train()
+
+    train_ds = to_sft_dataset(splits["train"], tok, prof.max_length)
+    val_df = splits["validation"]
+    if len(val_df) == 0:  # no validation split: hold out a slice of training for early stopping
+        val_df = splits["train"].sample(n=max(1, len(splits["train"]) // 10), random_state=seed)
+    if max_eval_samples and len(val_df) > max_eval_samples:
+        val_df = val_df.sample(n=max_eval_samples, random_state=seed)
+    eval_ds = to_sft_dataset(val_df, tok, prof.max_length)
+
+    threads = torch.get_num_threads()
+    if kind == "cpu" and prof.cpu_threads > 0:
+        torch.set_num_threads(prof.cpu_threads)  # restored below
+
+    # fixed names: every process must agree on them (a crashed run's leftovers are cleared first)
+    tmp, ckpt = run.models / ".sft.tmp", run.models / ".sft.checkpoints"
+    if dist.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    dist.wait_for_everyone()
+    metrics: dict = {}
+    try:
+        config_overrides.setdefault("eval_on_start", True)  # the untrained model's loss: step 0 of the curve
+        trainer = build_trainer(model, tok, prof, train_ds, eval_ds, ckpt, max_steps=max_steps, seed=seed,
+                                patience=patience, progress=progress, **config_overrides)
+        result = trainer.train()
+        state = trainer.state
+        log_history = list(state.log_history)
+        evals = [r["eval_loss"] for r in log_history if "eval_loss" in r]
+        best = state.best_metric if state.best_metric is not None else (min(evals) if evals else None)
+        best_step = _best_step(state)
+        trained, total = count_parameters(trainer.model)
+        tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        runtime = result.metrics.get("train_runtime", 0.0)
+        metrics = {
+            "reused": False,
+            "model_dir": str(final),
+            "base_model": str(base_model_path),
+            "profile": prof.name,
+            "device": device,
+            "processes": dist.num_processes,
+            "lora": prof.lora,
+            "merged_adapter": bool(prof.lora),
+            "n_train": len(train_ds),
+            "n_validation": len(eval_ds),
+            "max_steps": trainer.args.max_steps,
+            "steps": state.global_step,
+            "epochs": round(float(state.epoch or 0), 3),
+            "stopped_early": state.global_step < trainer.args.max_steps,
+            "best_step": best_step,
+            "initial_eval_loss": evals[0] if evals else None,
+            "eval_loss": best,
+            "train_loss": result.training_loss,
+            "train_runtime_s": round(runtime, 2),
+            "total_runtime_s": round(time.time() - t0, 2),
+            "tokens_seen": tokens_seen,
+            "tokens_per_second": round(tokens_seen / max(runtime, 1e-9), 1),
+            "trainable_parameters": trained,
+            "parameters": total,
+            "seed": seed,
+        }
+        if dist.is_main_process:
+            tmp.mkdir(parents=True)
+            model_out = trainer.model
+            if prof.lora:  # keep the adapter, save the merged model: later stages load a plain checkpoint
+                model_out.save_pretrained(tmp / "adapter")
+                model_out = model_out.merge_and_unload()
+            model_out.generation_config.eos_token_id = end_of_turn_ids(tok)
+            model_out.generation_config.pad_token_id = tok.pad_token_id
+            model_out.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            _write_json(tmp / LOG_FILE, log_history)
+            _write_json(tmp / "twin.json", {
+                "kind": "sft", "base_model": str(base_model_path), "lora": prof.lora, "merged_adapter": bool(prof.lora),
+                "system_prompt": SYSTEM_PROMPT, "profile": asdict(prof), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            })
+            from twinlib.plots import plot_loss_curves
+
+            plot_loss_curves(log_history, tmp / CURVE_FILE, best_step=best_step)
+            _write_json(tmp / METRICS_FILE, metrics)
+            backup = _publish(tmp, final)
+            if backup is not None:
+                metrics["previous_model"] = str(backup)
+                _write_json(final / METRICS_FILE, metrics)
+    finally:
+        torch.set_num_threads(threads)
+        if dist.is_main_process:
+            shutil.rmtree(ckpt, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # only left behind if something failed
+    dist.wait_for_everyone()
+    return metrics
+
+
+def _best_step(state) -> int | None:
+    ckpt = getattr(state, "best_model_checkpoint", None)
+    if ckpt:
+        try:
+            return int(str(ckpt).rstrip("/").rsplit("-", 1)[-1])
+        except ValueError:
+            pass
+    evals = [(r["eval_loss"], r["step"]) for r in state.log_history if "eval_loss" in r and r.get("step")]
+    return min(evals)[1] if evals else None
+
+
+# --------------------------------------------------------------------------- prompt tests
+
+
+def prompt_tests(
+    model_dir,
+    pairs,
+    n_prompts: int = 4,
+    n: int = 5,
+    seed: int = 0,
+    extra_prompts: Sequence[str] = (),
+    profile: str | Profile | None = None,
+    model_and_tokenizer=None,
+):
+    """Sample ``n`` replies of the saved model to a few held-out prompts (plus ``extra_prompts``).
+
+    Returns a DataFrame, one row per prompt: ``prompt``, ``real reply`` (empty for your own
+    prompts) and ``reply 1`` … ``reply n``, sampled with the stage settings
+    (:func:`twinlib.generation.settings_for`: ``no_repeat_ngram_size=2``, batched, left padding,
+    stopping at the end-of-turn token).
+    """
+    import pandas as pd
+
+    from twinlib.generation import generate_replies, settings_for
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if isinstance(extra_prompts, str):  # a papermill `-p custom_prompts '["..."]'` arrives as a string
+        try:
+            parsed = json.loads(extra_prompts)
+        except json.JSONDecodeError:
+            parsed = None
+        extra_prompts = parsed if isinstance(parsed, list) else [extra_prompts] if extra_prompts.strip() else []
+    model, tok = model_and_tokenizer or load_model(model_dir)
+    rows = _rows(pairs)
+    picked = pd.DataFrame(rows).sample(n=min(n_prompts, len(rows)), random_state=seed).to_dict("records") if rows else []
+    convs = [(r.get("context"), r["prompt"]) for r in picked] + [("[]", p) for p in extra_prompts]
+    real = [r.get("response", "") for r in picked] + [""] * len(extra_prompts)
+    settings = settings_for(prof) if prof else None
+    replies = generate_replies(model, tok, convs, n=n, settings=settings, seed=seed,
+                               max_prompt_tokens=prof.max_prompt_tokens if prof else 192)
+    table = pd.DataFrame({"prompt": [p for _, p in convs], "real reply": real})
+    for i in range(n):
+        table[f"reply {i + 1}"] = [r[i] if i < len(r) else "" for r in replies]
+    return table
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m twinlib.sft --run-dir runs/me --profile gpu``: stage 2 without the notebook.
+
+    The same entry point runs on several GPUs with Hugging Face Accelerate (data parallel, one
+    process per GPU): ``accelerate launch --multi_gpu --num_processes 4 -m twinlib.sft --run-dir
+    runs/me --profile gpu``. Notebook 02 then finds and reuses the trained ``models/sft``.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m twinlib.sft", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", required=True, help="the run directory written by notebook 01")
+    ap.add_argument("--profile", default="tiny", help="tiny | t4 | gpu (default: tiny)")
+    ap.add_argument("--base-model", default="", help="a Hugging Face causal-LM id or local folder (default: the profile's)")
+    ap.add_argument("--overwrite", action="store_true", help="train again even if models/sft exists (it is kept as a backup)")
+    ap.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: the profile's length)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile setting, e.g. --set sft_batch_size=4 (repeatable)")
+    args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    prof = get_profile(args.profile, base_model=args.base_model or None, **overrides)
+    metrics = train_sft(args.run_dir, prof, overwrite=args.overwrite, max_steps=args.max_steps if args.max_steps > 0 else None,
+                        seed=args.seed, progress=not args.no_progress)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
