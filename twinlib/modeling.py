@@ -103,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         description="built-in 1M-parameter model, tokenizer trained on your chats; CPU, minutes; learns style only",
         memory="about 1.3 GB of RAM while training (peak RSS), no GPU",
         sft_epochs=3.0,
-        sft_max_steps=240,  # a cap: 1-2 minutes of training on 2 CPU cores, whatever the export's size
+        sft_max_steps=200,  # a cap: about 1.5 minutes of training on 2 CPU cores, whatever the export's size
         cpu_threads=1,
     ),
     "t4": Profile(

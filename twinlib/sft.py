@@ -335,6 +335,10 @@ def train_sft(
     if has_model(final) and not overwrite:
         metrics = read_metrics(final)
         metrics.update(reused=True, model_dir=str(final))
+        wanted = profile if isinstance(profile, str) else profile.name
+        if metrics.get("profile") and metrics["profile"] != wanted:
+            print(f"note: {final} was trained with profile {metrics['profile']!r}, not {wanted!r}; "
+                  "it is reused as it is. Pass overwrite=True to train with the new settings.")
         return metrics
     if final.exists() and not has_model(final) and any(final.iterdir()) and not overwrite:
         raise FileExistsError(
