@@ -18,6 +18,44 @@ def real_exports() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread: the fastest for the 1M-parameter tiny model, and fair on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """One stage-4 toy run (pairs.csv, models/sft, rankings.jsonl) per session; tests copy it."""
+    from twinlib.ppo import build_toy_run
+
+    base = tmp_path_factory.getbasetemp() / "stage4_toy_run"
+    if not (base / "rankings.jsonl").exists():
+        build_toy_run(base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def sample_stage1(tmp_path_factory) -> Path:
+    """Stage 1 on the sample persona through twinlib (read, anonymize, pairs, splits), once per
+    session; a pristine run directory that tests copy before they write into it."""
+    from twinlib.data import find_exports, read_exports
+    from twinlib.pairs import build_pairs, save_pairs, split_pairs
+    from twinlib.privacy import ME, Anonymizer
+    from twinlib.sample_data import PERSONA_NAME
+
+    run = tmp_path_factory.mktemp("sample_stage1") / "run"
+    messages = read_exports(find_exports([str(ROOT / "data" / "sample")]))
+    anon = Anonymizer.from_messages(messages, me=PERSONA_NAME)
+    save_pairs(split_pairs(build_pairs(anon.anonymize(messages), me=ME), seed=0), run)
+    return run
+
+
 # --------------------------------------------------------------------------- the whole pipeline, once
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    from twinlib.ppo import build_toy_run
-
-    base = tmp_path_factory.getbasetemp() / "stage4_toy_run"
-    if not (base / "rankings.jsonl").exists():
-        build_toy_run(base)
-    return base
 
 
 @pytest.mark.slow

@@ -34,21 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- shared toy data
 
 
-def toy_base(tmp_path_factory) -> Path:
-    """One toy run (pairs.csv, models/sft, rankings.jsonl) per test session; tests copy it."""
-    from twinlib.ppo import build_toy_run
-
-    base = tmp_path_factory.getbasetemp() / "stage4_toy_run"
-    if not (base / "rankings.jsonl").exists():
-        build_toy_run(base)
-    return base
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    return toy_base(tmp_path_factory)
-
-
 def fresh_run(toy_run: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(toy_run, dst)

@@ -32,29 +32,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; one thread is also the fastest for a 1M model
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here trains or samples the tiny model."""
 
 
-def build_stage12(run_dir: Path, sft_steps: int = SFT_STEPS) -> RunDir:
-    """Stage 1 (sample persona) and a short stage 2 in ``run_dir``, through twinlib only."""
-    from twinlib.data import find_exports, read_exports
-    from twinlib.pairs import build_pairs, save_pairs, split_pairs
-    from twinlib.privacy import Anonymizer
-    from twinlib.sample_data import PERSONA_NAME, generate_sample
+def build_stage12(stage1: Path, run_dir: Path, sft_steps: int = SFT_STEPS) -> RunDir:
+    """A copy of stage 1 (sample persona) and a short stage 2 in ``run_dir``, through twinlib only."""
     from twinlib.sft import train_sft
 
-    sample = ROOT / "data" / "sample"
-    if not any(sample.glob("*.txt")):
-        sample = generate_sample(run_dir.parent / "sample")[0].parent
-    messages = read_exports(find_exports([str(sample)]))
-    anon = Anonymizer.from_messages(messages, me=PERSONA_NAME).anonymize(messages)
-    save_pairs(split_pairs(build_pairs(anon)), run_dir)
+    shutil.copytree(stage1, run_dir)
     train_sft(run_dir, "tiny", max_steps=sft_steps, max_eval_samples=64, progress=False)
     return RunDir(run_dir)
 
@@ -75,7 +61,7 @@ def stage2_run(request, tmp_path_factory) -> Path:
             elif (src / name).exists():
                 shutil.copy(src / name, dst / name)
     except pytest.FixtureLookupError:
-        build_stage12(dst)
+        build_stage12(request.getfixturevalue("sample_stage1"), dst)
     return dst
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -28,16 +27,6 @@ def _prefs(n_messages=10, pairs_per_message=3):
             rows.append({"prompt": f"message {m}", "context": ctx, "chosen": f"good {m}.{k}",
                          "rejected": f"bad {m}.{k}", "margin": float(k + 1)})
     return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    from twinlib.ppo import build_toy_run
-
-    base = tmp_path_factory.getbasetemp() / "stage4_toy_run"
-    if not (base / "rankings.jsonl").exists():
-        build_toy_run(base)
-    return base
 
 
 def test_split_keeps_whole_conversations_apart():

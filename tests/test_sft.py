@@ -19,33 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; one thread is also the fastest for a 1M model
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here trains or samples the tiny model."""
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> RunDir:
-    """Stage 1 on the sample persona, with the project's own readers, anonymizer and pair builder."""
-    from twinlib.data import find_exports, read_exports
-    from twinlib.pairs import build_pairs, save_pairs, split_pairs
-    from twinlib.privacy import ME, Anonymizer
-    from twinlib.sample_data import PERSONA_NAME, generate_sample
-
-    tmp = tmp_path_factory.mktemp("sft")
-    sample = ROOT / "data" / "sample"
-    if not any(sample.glob("*.txt")):
-        sample = generate_sample(tmp / "sample")[0].parent
-    messages = read_exports(find_exports([str(sample)]))
-    anon = Anonymizer.from_messages(messages, me=PERSONA_NAME)
-    pairs = split_pairs(build_pairs(anon.anonymize(messages), me=ME), seed=0)
-    run = RunDir(tmp / "run").ensure()
-    save_pairs(pairs, run.root)
-    return run
+def sample_run(sample_stage1, tmp_path_factory) -> RunDir:
+    """Stage 1 on the sample persona (a copy: the tests here add models to it)."""
+    run = tmp_path_factory.mktemp("sft") / "run"
+    shutil.copytree(sample_stage1, run)
+    return RunDir(run).ensure()
 
 
 @pytest.fixture(scope="module")

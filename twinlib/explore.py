@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 
@@ -66,9 +64,9 @@ def plot_reply_lengths(pairs: pd.DataFrame, path=None):
 
 def example_pairs(pairs: pd.DataFrame, n: int = 5, seed: int = 0) -> pd.DataFrame:
     """A few random pairs for a look (context shortened to its last turn)."""
-    from twinlib.modeling import _turns
+    from twinlib.pairs import context_turns
 
     rows = pairs.sample(min(n, len(pairs)), random_state=seed).copy()
-    rows["last context turn"] = rows["context"].map(lambda c: (_turns(c)[-1]["text"] if _turns(c) else ""))
+    rows["last context turn"] = rows["context"].map(lambda c: (context_turns(c) or [{"text": ""}])[-1]["text"])
     return rows[["conversation_id", "last context turn", "prompt", "response", "split"]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from twinlib.modeling import SYSTEM_PROMPT, build_messages, end_of_turn_ids, fit_messages, prompt_text
+from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, fit_messages, prompt_text
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from twinlib.pairs import context_turns
+
 SYSTEM_PROMPT = "You are my digital twin. Reply to the last message the way I would."
 
 # ChatML with {% generation %} markers so TRL can also train on assistant tokens only.
@@ -238,14 +240,6 @@ def hardware_summary() -> str:
 # --------------------------------------------------------------------------- conversations
 
 
-def _turns(context) -> list[dict]:
-    if context is None:
-        return []
-    if isinstance(context, str):
-        context = json.loads(context) if context.strip() else []
-    return list(context)
-
-
 def build_messages(context, prompt: str, reply: str | None = None, system: str | None = SYSTEM_PROMPT) -> list[dict]:
     """The one layout of a conversation for the model.
 
@@ -258,7 +252,7 @@ def build_messages(context, prompt: str, reply: str | None = None, system: str |
     msgs: list[dict] = []
     if system:
         msgs.append({"role": "system", "content": system})
-    turns = [("assistant" if t.get("me") else "user", str(t.get("text", ""))) for t in _turns(context)]
+    turns = [("assistant" if t.get("me") else "user", str(t.get("text", ""))) for t in context_turns(context)]
     turns.append(("user", str(prompt)))
     if reply is not None:
         turns.append(("assistant", str(reply)))
@@ -291,7 +285,7 @@ def fit_messages(
     If the prompt and reply alone are longer than ``max_tokens`` all context is dropped and
     the caller's truncation has the last word.
     """
-    turns = _turns(context)
+    turns = context_turns(context)
     folded = system if system and not supports_system_role(tokenizer) else None
     fold = _system_folder(folded)
     system = None if folded else system

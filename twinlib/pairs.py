@@ -228,10 +228,10 @@ def context_turns(row_or_json) -> list[dict]:
     parsed list.
     """
     value = row_or_json
-    if not isinstance(value, (str, list)):
+    if isinstance(value, (dict, pd.Series)):
         value = value["context"]
-    if isinstance(value, list):
-        return value
+    if isinstance(value, (list, tuple)):
+        return list(value)
     if not isinstance(value, str) or not value.strip():   # a missing context (None, NaN, "")
         return []
     turns = json.loads(value)

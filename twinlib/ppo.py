@@ -645,7 +645,8 @@ def toy_rankings(model, tokenizer, conversations, prefer: Callable[[str], float]
     import uuid
 
     from twinlib.generation import GenerationSettings, generate_replies
-    from twinlib.ranking import _as_turns, item_key, scores_to_ranks
+    from twinlib.pairs import context_turns
+    from twinlib.ranking import item_key, scores_to_ranks
 
     convs = as_conversations(conversations)
     settings = GenerationSettings(num_return_sequences=k, temperature=1.0, top_p=1.0, top_k=0, no_repeat_ngram_size=0)
@@ -658,7 +659,7 @@ def toy_rankings(model, tokenizer, conversations, prefer: Callable[[str], float]
         seen.add(iid)
         records.append({
             "id": uuid.uuid4().hex, "item_id": iid, "round": 1, "ranker": ranker,
-            "status": "ranked", "context": _as_turns(ctx), "prompt": prompt, "candidates": cs,
+            "status": "ranked", "context": context_turns(ctx), "prompt": prompt, "candidates": cs,
             "ranks": scores_to_ranks([prefer(c) for c in cs]), "undo_of": None, "model": {"path": "toy"},
         })
     return records

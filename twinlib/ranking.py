@@ -48,6 +48,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from twinlib.pairs import context_turns
+
 STATUSES = ("ranked", "none", "skipped", "undo")
 JUDGEMENTS = ("ranked", "none", "skipped")
 RANKERS = ("widget", "file", "auto")
@@ -72,17 +74,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _as_turns(context) -> list:
-    if context is None:
-        return []
-    if isinstance(context, str):
-        return json.loads(context) if context.strip() else []
-    return list(context)
-
-
 def item_key(context, prompt: str) -> str:
     """A short stable id of one conversation (its earlier turns and the message answered)."""
-    blob = json.dumps([_as_turns(context), str(prompt)], ensure_ascii=False, sort_keys=True)
+    blob = json.dumps([context_turns(context), str(prompt)], ensure_ascii=False, sort_keys=True)
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
 
 
@@ -107,7 +101,7 @@ class Item:
     def make(cls, context, prompt, candidates, model=None, round=None, reference=None) -> "Item":
         key = item_key(context, prompt)
         iid = f"r{round}:{key}" if round is not None else key
-        return cls(iid, _as_turns(context), str(prompt), [str(c) for c in candidates], dict(model or {}), round, reference)
+        return cls(iid, context_turns(context), str(prompt), [str(c) for c in candidates], dict(model or {}), round, reference)
 
     def to_dict(self) -> dict:
         return {"item_id": self.item_id, "context": self.context, "prompt": self.prompt,
@@ -116,7 +110,7 @@ class Item:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Item":
-        return cls(d["item_id"], _as_turns(d.get("context")), d["prompt"], list(d["candidates"]),
+        return cls(d["item_id"], context_turns(d.get("context")), d["prompt"], list(d["candidates"]),
                    dict(d.get("model") or {}), d.get("round"), d.get("reference"))
 
 
@@ -582,7 +576,7 @@ class RankingSession:
 
 
 def _ctx_json(context) -> str:
-    return json.dumps(_as_turns(context), ensure_ascii=False)
+    return json.dumps(context_turns(context), ensure_ascii=False)
 
 
 PREFERENCE_COLUMNS = ["prompt", "context", "chosen", "rejected", "margin", "item_id", "round", "ranker", "model_version"]

@@ -21,15 +21,23 @@ class SkippedLinesWarning(UserWarning):
     """
 
 
+def read_text(path: Path, what: str = "file", hint: str = "pass the file exactly as the app exported it.") -> str:
+    """The file's text: UTF-8 (a BOM allowed), or UTF-16 with a byte order mark.
+
+    Undecodable bytes become an :class:`ExportError` naming the byte offset (and line, for UTF-8).
+    """
+    raw = Path(path).read_bytes()
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+    try:
+        return raw.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ExportError(path, f"the {what} is not {'UTF-16' if utf16 else 'UTF-8'} text (byte {e.start}).",
+                          line=None if utf16 else raw[: e.start].count(b"\n") + 1, hint=hint) from None
+
+
 def load_json(path: Path, what: str = "export"):
     """Parse a JSON file; a damaged or cut-off file becomes an :class:`ExportError` with line and column."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ExportError(path, f"the {what} is not UTF-8 text (byte {e.start}).", line=line,
-                          hint="pass the JSON file exactly as the app exported it, not a re-saved copy.") from None
+    text = read_text(path, what, hint="pass the JSON file exactly as the app exported it, not a re-saved copy.")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

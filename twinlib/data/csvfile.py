@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from twinlib.data import KINDS, ExportError
-from twinlib.data._common import epoch_to_local, pandas_time, to_frame
+from twinlib.data._common import epoch_to_local, pandas_time, read_text, to_frame
 
 REQUIRED = ("timestamp", "sender", "text")
 OPTIONAL = ("chat", "kind")
@@ -59,11 +59,7 @@ def parse_time(value: str) -> datetime | None:
 
 def read(path: Path):
     path = Path(path)
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ExportError(path, f"the CSV is not UTF-8 text (byte {e.start}).",
-                          hint="save the CSV as UTF-8 (in Excel: 'CSV UTF-8').") from None
+    content = read_text(path, "CSV", hint="save the CSV as UTF-8 (in Excel: 'CSV UTF-8').")
     header_line = content.split("\n", 1)[0]
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(header_line))
     try:

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from twinlib.data import ExportError
-from twinlib.data._common import to_frame
+from twinlib.data._common import read_text, to_frame
 
 HEADER_RE = re.compile(r"^\[(\d{4}-\d{2}-\d{2}),? (\d{1,2}:\d{2}(?::\d{2})?)\] (.*?): ?(.*)$")
 _ATTACH_RE = re.compile(r"(?:!\[[^\]\n]*\]\([^)\n]*\)"  # ![photo.jpg](./media/photo.jpg)
@@ -86,11 +86,7 @@ def _body(raw: str) -> tuple[str, str]:
 
 def read(path: Path):
     path = Path(path)
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ExportError(path, f"the file is not UTF-8 text (byte {e.start}).",
-                          hint="pass chat.md exactly as signal-export wrote it.") from None
+    content = read_text(path, hint="pass chat.md exactly as signal-export wrote it.")
     chat = _chat_name(path)
     rows = []
     current = None  # [timestamp, sender, lines]

@@ -64,7 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twinlib.data import COLUMNS, KINDS, ExportError
-from twinlib.data._common import SkippedLinesWarning
+from twinlib.data._common import SkippedLinesWarning, read_text
 
 # --- header grammar (Python re) ---------------------------------------------------------------
 
@@ -204,16 +204,8 @@ def chat_name(path: Path) -> str:
 
 def _load_text(path: Path) -> str:
     """The file's text (UTF-8, or UTF-16 with a byte order mark) with plain line breaks."""
-    raw = path.read_bytes()
-    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
-    try:
-        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ExportError(path, f"the file is not {'UTF-16' if utf16 else 'UTF-8'} text (bad byte at "
-                                f"offset {e.start}).",
-                          line=None if utf16 else raw[: e.start].count(b"\n") + 1,
-                          hint="pass the .txt exactly as WhatsApp exported it; if you edited it, "
-                               "save it again as UTF-8.") from None
+    text = read_text(path, hint="pass the .txt exactly as WhatsApp exported it; if you edited it, "
+                                "save it again as UTF-8.")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
