@@ -147,7 +147,7 @@ import time
 from twinlib.notebook import summarize_outputs
 
 run.write_json("stage1.json", {
-    "files": [f.name for f in files], "messages": len(clean), "me": me_token, "anonymized": anonymize,
+    "files": len(files), "messages": len(clean), "me": me_token, "anonymized": anonymize,
     "anonymization": anonymizer.summary, "pairs": counts, "pair_mode": pair_mode,
     "settings": {"merge_window_minutes": merge_window_minutes, "conversation_gap_minutes": conversation_gap_minutes,
                  "context_turns": context_turns, "val_frac": val_frac, "test_frac": test_frac, "seed": seed},

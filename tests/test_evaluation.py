@@ -260,7 +260,7 @@ def evaluated_run(request, tmp_path_factory):
     """A run directory with notebook 05 executed: the full pipeline when available, else a small run."""
     try:
         provided = request.getfixturevalue("pipeline_run")
-        run = Path(getattr(provided, "root", provided))
+        run = Path(provided)
     except pytest.FixtureLookupError:
         run = _build_small_run(tmp_path_factory.mktemp("evalrun"))
     if not (run / "eval" / "metrics.json").exists():

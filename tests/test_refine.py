@@ -51,7 +51,7 @@ def stage2_run(request, tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("stage2") / "run"
     try:
         provided = request.getfixturevalue("pipeline_run")
-        src = Path(getattr(provided, "root", provided))
+        src = Path(provided)
         if not (src / "models" / "sft" / "config.json").exists():
             raise pytest.FixtureLookupError("pipeline_run", request)
         dst.mkdir(parents=True)

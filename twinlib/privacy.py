@@ -443,7 +443,10 @@ class Anonymizer:
 
     def anonymize(self, messages: pd.DataFrame) -> pd.DataFrame:
         """Return a copy of ``messages`` with names, chat titles and personal data replaced;
-        :attr:`summary` then holds the counts (never the values)."""
+        :attr:`summary` then holds the counts (never the values).
+
+        Only the message columns are kept, plus ``source`` (the export's file name, which often
+        holds a contact's name) as ``export_1``, ``export_2``, …; any other column is dropped."""
         missing = [c for c in COLUMNS if c not in messages.columns]
         if missing:
             raise ValueError(f"the message table has no {missing} column(s); expected {COLUMNS}.")
@@ -451,7 +454,10 @@ class Anonymizer:
             self.summary = {"enabled": False, "messages": len(messages),
                             "note": "anonymization was off: names and personal data are kept as they are."}
             return messages.copy()
-        out = messages.copy()
+        out = messages[[c for c in (*COLUMNS, "source") if c in messages.columns]].copy()
+        if "source" in out.columns:
+            files = {f: f"export_{i}" for i, f in enumerate(pd.unique(out["source"].astype(str)), start=1)}
+            out["source"] = out["source"].astype(str).map(files)
         senders = out["sender"].fillna("").astype(str)
         for s in pd.unique(senders):
             self._add_person(s)

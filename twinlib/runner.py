@@ -8,6 +8,7 @@ executed copies to ``runs/NAME/notebooks/`` and records what finished in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -50,6 +51,12 @@ def _save_state(run_dir: Path, state: dict) -> None:
     tmp = f.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
     tmp.replace(f)
+
+
+def _fingerprint(params: dict) -> str:
+    """A hash of a stage's parameters: resume compares it, and run_state.json never holds the
+    values themselves (they include the user's name)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -114,14 +121,15 @@ def run_pipeline(
         if "run_dir" not in declared:
             params.pop("run_dir")
         prev = state["stages"].get(nb.name, {})
-        if resume and prev.get("status") == "done" and prev.get("parameters") == params:
+        key = _fingerprint(params)
+        if resume and prev.get("status") == "done" and prev.get("parameters_sha256") == key:
             log(f"[{i}/{total}] {nb.name}: done earlier, skipped (--resume)")
             results.append(StageResult(nb.name, "skipped", 0.0))
             continue
         out = run_dir / "notebooks" / nb.name
         log(f"[{i}/{total}] {nb.name} …")
         t0 = time.time()
-        state["stages"][nb.name] = {"status": "running", "started": t0, "parameters": params}
+        state["stages"][nb.name] = {"status": "running", "started": t0, "parameters_sha256": key}
         _save_state(run_dir, state)
         try:
             pm.execute_notebook(
@@ -129,11 +137,11 @@ def run_pipeline(
                 kernel_name="python3", log_output=False,
             )
         except pm.PapermillExecutionError as err:
-            state["stages"][nb.name] = {"status": "failed", "parameters": params, "error": f"{err.ename}: {err.evalue}"}
+            state["stages"][nb.name] = {"status": "failed", "parameters_sha256": key, "error": err.ename}
             _save_state(run_dir, state)
             raise StageFailed(_failure_message(nb, out, err)) from None
         dt = time.time() - t0
-        state["stages"][nb.name] = {"status": "done", "seconds": round(dt, 1), "finished": time.time(), "parameters": params}
+        state["stages"][nb.name] = {"status": "done", "seconds": round(dt, 1), "finished": time.time(), "parameters_sha256": key}
         _save_state(run_dir, state)
         log(f"[{i}/{total}] {nb.name}: done in {dt:.0f} s")
         results.append(StageResult(nb.name, "done", dt))
