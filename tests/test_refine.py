@@ -182,3 +182,13 @@ def test_widget_rounds_with_resume(stage2_run, tmp_path):
     assert log["rounds"][1]["n_best"] == 2  # "none of these" gives no best-of-k example
     judged = RankingStore.for_run(run).judgements()
     assert [j["status"] for j in judged] == ["ranked", "ranked", "none", "ranked", "ranked", "ranked"]
+
+
+def test_rerun_reuses_the_refined_model_and_shows_its_rankings(refined_run):
+    """Re-running stage 3 on a finished run (as nbval and users do) reuses the model, and the
+    rankings it learned from stay readable through the returned object."""
+    from twinlib.refine import run_refinement
+
+    ref = run_refinement(refined_run, "tiny", rounds=2, ranker="auto", verbose=False)
+    assert ref.reused and ref.finished
+    assert len(ref.store.judgements()) == 2 * 32

@@ -195,6 +195,7 @@ class Refinement:
         if self._started:
             return self
         self.run.require(self.run.model("sft"), STAGE2)
+        self.store = RankingStore.for_run(self.run)  # also when reused: the notebook shows its rankings
         if has_model(self.final) and not self.overwrite:
             self.reused = True
             self.finished = True
@@ -211,7 +212,6 @@ class Refinement:
         self.train = self.splits["train"].reset_index(drop=True)
         self.ranker = AutoRanker.from_pairs(self.train, seed=self.seed)
         self.eval_rows = held_out_prompts(self.splits, self.eval_prompts, seed=self.seed)
-        self.store = RankingStore.for_run(self.run)
         self._load(self.run.model("sft"))
         self.history = [self.measure(round=0)]
         self._save_log()
