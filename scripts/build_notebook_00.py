@@ -25,12 +25,13 @@ replace it. Keep `=` out of the comments (papermill's parser stops at a second `
 """),
 ("params", """
 run_dir = "runs/sample"   # the run directory: the only place a notebook reads and writes
-profile = "tiny"          # tiny (CPU) | t4 (Colab T4, LoRA) | gpu (24 GB+ GPU, LoRA)
+colab_drive = True        # on Colab: keep run_dir and data/ on your Google Drive (nothing lost on a disconnect)
+profile = "auto"          # auto | tiny (CPU) | t4 (Colab T4, LoRA) | gpu (24 GB+ GPU, LoRA)
 seed = 0
 """),
 ("code", """
 from twinlib.notebook import setup
-run = setup(run_dir, seed=seed)   # prints library versions and the device, creates the run directory
+run = setup(run_dir, seed=seed, drive=colab_drive)   # prints library versions and the device, creates the run directory
 """),
 ("md", """
 ## 1 · First section

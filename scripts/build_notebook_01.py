@@ -25,6 +25,7 @@ Every setting of this notebook is in the next cell (papermill replaces it when t
 """),
 ("params", """
 run_dir = "runs/sample"            # everything this run writes goes here
+colab_drive = True                 # on Colab: keep run_dir and data/ on your Google Drive (nothing lost on a disconnect)
 export_paths = ["data/sample"]     # export files or folders (WhatsApp .txt, Telegram/Messenger/Discord JSON, ...)
 export_format = None               # None: detect it; or force one, e.g. whatsapp, telegram, csv
 me = "Robin Vale"                  # your name as the export shows it; empty: infer it (the person in the most chats)
@@ -45,7 +46,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "twinlib[notebooks] @ git+https://github.com/twin-course/twin"], check=True)
 
 from twinlib.notebook import setup
-run = setup(run_dir, seed=seed)
+run = setup(run_dir, seed=seed, drive=colab_drive)
 """),
 ("md", """
 ## 1 · Read the exports
@@ -57,9 +58,10 @@ treat them as breaks rather than as words someone said.
 """),
 ("code", """
 from twinlib.data import find_exports, read_exports
+from twinlib.sample_data import ensure_sample
 from twinlib.explore import overview, kinds
 
-files = find_exports(export_paths)
+files = find_exports(ensure_sample(export_paths))  # a fresh Colab folder gets the sample generated
 messages = read_exports(files, format=export_format)
 print(f"{len(messages):,} messages in {messages['chat'].nunique()} chat(s) from {len(files)} file(s)")
 """),

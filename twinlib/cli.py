@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--export", action="append", metavar="PATH",
                      help="a chat export file or folder (repeatable); default: the notebook's default (the bundled sample)")
     run.add_argument("--me", help="your name as it appears in the export (default: inferred)")
-    run.add_argument("--profile", default="tiny", help="tiny (CPU, default), t4 (Colab) or gpu")
+    run.add_argument("--profile", default="tiny", help="tiny (CPU, default), t4 (Colab T4), gpu (24 GB+), or auto (t4/gpu when a CUDA GPU is present, else tiny)")
     run.add_argument("--base-model", help="any Hugging Face causal-LM id or local folder (overrides the profile's)")
     run.add_argument("--run-dir", required=True, help="folder for everything this run writes, e.g. runs/me")
     run.add_argument("--resume", action="store_true", help="continue a run directory, skipping finished stages")

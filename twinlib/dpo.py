@@ -52,7 +52,7 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     from twinlib.modeling import get_profile, pick_device, trainer_precision_kwargs
     from twinlib.ppo import load_policy, save_policy
     run = as_run(run_dir)
-    prof = get_profile(profile, base_model) if isinstance(profile, str) else profile
+    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
     out = run.model("dpo")
     done = existing_model(out, "dpo.json", overwrite, log)
     if done is not None:

@@ -141,10 +141,51 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str, base_model: str | None = None, **overrides) -> Profile:
-    """The preset ``name``, optionally with another ``base_model`` and settings."""
+AUTO = "auto"
+GPU_PROFILE_MIN_GIB = 20  # a CUDA GPU with at least this much memory gets "gpu", a smaller one "t4"
+
+
+def auto_profile_name() -> str:
+    """The profile ``"auto"`` picks on this machine: ``t4`` or ``gpu`` on a CUDA GPU (by its
+    memory), ``tiny`` anywhere else. On Colab with a GPU runtime this makes a real model the default."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch-free use of the data stage
+        return "tiny"
+    if not torch.cuda.is_available():
+        return "tiny"
+    gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return "gpu" if gib >= GPU_PROFILE_MIN_GIB else "t4"
+
+
+def stage2_profile(run) -> Profile | None:
+    """The profile stage 2 trained the run's ``models/sft`` with (its ``twin.json``), or None."""
+    root = getattr(run, "root", None) if not isinstance(run, (str, Path)) else Path(run)
+    if root is None:
+        return None
+    try:
+        saved = json.loads((Path(root) / "models" / "sft" / "twin.json").read_text(encoding="utf-8")).get("profile")
+        return Profile(**saved) if saved else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def get_profile(name: str, base_model: str | None = None, run=None, **overrides) -> Profile:
+    """The preset ``name``, optionally with another ``base_model`` and settings.
+
+    ``name="auto"``: the profile stage 2 used for ``run`` when it has trained a model (so later
+    stages follow it without being told), else :func:`auto_profile_name` for this machine.
+    """
+    if name == AUTO:
+        saved = stage2_profile(run) if run is not None else None
+        if saved is not None:
+            if base_model and base_model != saved.base_model:
+                raise ValueError(f"base_model {base_model!r} differs from the {saved.base_model!r} that stage 2 "
+                                 f"trained this run with; leave base_model empty, or name the profile.")
+            return saved.with_overrides(**overrides) if overrides else saved
+        name = auto_profile_name()
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES) + [AUTO]}.")
     prof = PROFILES[name]
     if base_model:
         overrides["base_model"] = base_model

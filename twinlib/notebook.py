@@ -10,8 +10,34 @@ from pathlib import Path
 from twinlib.rundir import RunDir
 
 
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_FOLDER = Path("/content/drive/MyDrive/twin")   # TWIN_DRIVE_FOLDER overrides
+
+
 def in_colab() -> bool:
     return "google.colab" in sys.modules
+
+
+def drive_folder() -> Path:
+    """The folder on Google Drive that plays the project folder on Colab (``runs/``, ``data/``)."""
+    return Path(os.environ.get("TWIN_DRIVE_FOLDER") or DRIVE_FOLDER)
+
+
+def use_drive_on_colab() -> Path:
+    """Mount Google Drive (Colab asks once for permission) and work in :func:`drive_folder`.
+
+    Relative paths of the notebooks (``run_dir``, ``export_paths``) then mean folders on your
+    Drive: the run directory outlives a disconnected or recycled runtime, and a re-run with the
+    same ``run_dir`` picks up everything written so far (rankings, judgements, models).
+    """
+    from google.colab import drive  # only importable on Colab
+
+    if not (DRIVE_MOUNT / "MyDrive").is_dir():
+        drive.mount(str(DRIVE_MOUNT))
+    folder = drive_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    return folder
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -28,14 +54,22 @@ def seed_everything(seed: int = 0) -> None:
         pass
 
 
-def setup(run_dir, seed: int = 0, quiet: bool = False) -> RunDir:
+def setup(run_dir, seed: int = 0, quiet: bool = False, drive: bool = True) -> RunDir:
     """Prepare a notebook: create the run directory, seed, print versions and the device.
 
-    Returns the :class:`~twinlib.rundir.RunDir` that the notebook reads and writes.
+    On Colab with ``drive=True`` (the notebooks' ``colab_drive`` parameter) Google Drive is
+    mounted and relative paths mean folders of :func:`drive_folder`; elsewhere ``drive`` does
+    nothing. Returns the :class:`~twinlib.rundir.RunDir` that the notebook reads and writes.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     project = Path(__file__).resolve().parent.parent
-    if Path.cwd().resolve() == project / "notebooks":
+    if in_colab() and drive:
+        folder = use_drive_on_colab()
+        if not quiet:
+            print(f"Colab: working in {folder} on your Google Drive (run_dir {run_dir!r} is "
+                  f"{(folder / run_dir) if not Path(run_dir).is_absolute() else run_dir}); "
+                  "set colab_drive = False to keep everything on the runtime's disk instead.")
+    elif Path.cwd().resolve() == project / "notebooks":
         # opened from notebooks/ in Jupyter: relative paths (run_dir, data/...) mean the project folder
         os.chdir(project)
     run = RunDir(Path(run_dir).expanduser()).ensure()

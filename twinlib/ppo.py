@@ -755,7 +755,7 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
     from twinlib.rewards import RewardModelScorer, as_run, atomic_model_dir, existing_model, resolve_start_model
 
     run = as_run(run_dir)
-    prof = get_profile(profile, base_model) if isinstance(profile, str) else profile
+    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
     out = run.model("ppo")
     done = existing_model(out, "ppo.json", overwrite, log)
     if done is not None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twinlib.modeling import Profile, get_profile
+from twinlib.modeling import AUTO, Profile, get_profile, stage2_profile
 from twinlib.ranking import (
     AutoRanker,
     Item,
@@ -64,19 +64,16 @@ def _say(msg: str, verbose: bool) -> None:
         print(msg, flush=True)
 
 
-def stage2_profile(run, name: str) -> Profile:
-    """The profile stage 2 trained ``models/sft`` with (its ``twin.json``), else the preset ``name``.
+def refine_profile(run, name: str) -> Profile:
+    """The profile stage 2 trained ``models/sft`` with (its ``twin.json``) when ``name`` is that
+    profile or ``"auto"``, else the preset ``name``.
 
     Stage 2 may have changed the preset (another ``base_model``, LoRA, batch size...); refining
     with the same settings keeps LoRA/precision/threads consistent with the model on disk.
     """
-    f = _as_run(run).model("sft") / "twin.json"
-    try:
-        saved = json.loads(f.read_text(encoding="utf-8")).get("profile") or {}
-        if saved.get("name") == name:
-            return Profile(**saved)
-    except (OSError, ValueError, TypeError):
-        pass
+    saved = stage2_profile(_as_run(run))
+    if saved is not None and name in (saved.name, AUTO):
+        return saved
     return get_profile(name)
 
 
@@ -155,7 +152,7 @@ class Refinement:
                  seed: int = 0, overwrite: bool = False, verbose: bool = True, progress: bool = False,
                  gen_batch_size: int = 64, threads: int | None = None):
         self.run = _as_run(run_dir)
-        self.profile = stage2_profile(self.run, profile) if isinstance(profile, str) else profile
+        self.profile = refine_profile(self.run, profile) if isinstance(profile, str) else profile
         self.k = int(k)
         if self.k < 2:
             raise ValueError("k must be at least 2: ranking needs two candidates to compare.")

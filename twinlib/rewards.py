@@ -248,7 +248,7 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
     from twinlib.modeling import get_profile, load_tokenizer, pick_device, trainer_precision_kwargs
 
     run = as_run(run_dir)
-    prof = get_profile(profile, base_model) if isinstance(profile, str) else profile
+    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
     out = run.model("reward")
     done = existing_model(out, "reward.json", overwrite, log)
     if done is not None:

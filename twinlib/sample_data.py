@@ -700,6 +700,19 @@ def generate_sample(out_dir, seed: int = 0, n_days: int = 120, chats: Iterable[s
     return paths
 
 
+def ensure_sample(paths: Sequence) -> list:
+    """``paths`` unchanged, after generating the synthetic sample into any ``.../data/sample``
+    folder among them that does not exist (a fresh Colab runtime or Drive folder has no copy
+    of the repository's ``data/``). Generation is deterministic: the files equal the bundled ones."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.parts[-2:] == ("data", "sample") and not path.exists():
+            files = generate_sample(path)
+            print(f"generated the synthetic sample persona ({len(files)} chats) into {path}")
+    return paths
+
+
 def _has_phrase(tokens: list[str], phrases: Iterable[str]) -> bool:
     """True when one of the (lower-case, space-separated) ``phrases`` occurs in ``tokens``."""
     joined = " " + " ".join(tokens) + " "

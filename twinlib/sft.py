@@ -126,7 +126,7 @@ def prepare_base(run_dir, profile: str | Profile = "tiny", splits: dict | None =
     """The checkpoint stage 2 starts from: the profile's hub id/folder (checked to be loadable)
     or, for the tiny profile, the tiny model built in ``models/base`` from the training texts."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile, run=run) if isinstance(profile, str) else profile
     if prof.base_model == "tiny" and not has_model(run.model("base")):
         train = (splits or load_splits(run))["train"]
         return prepare_base_model(prof, list(train["prompt"]) + list(train["response"]), run.model("base"), seed=seed)
@@ -349,7 +349,7 @@ def train_sft(
     # One process, or one per GPU under `accelerate launch`: the main process builds, writes and
     # publishes; the others train alongside it and wait.
     dist = PartialState()
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile, run=run) if isinstance(profile, str) else profile
     splits = load_splits(run)
     t0 = time.time()
     with dist.main_process_first():
@@ -489,7 +489,7 @@ def prompt_tests(
 
     from twinlib.generation import generate_replies, settings_for
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile, run=Path(model_dir).parent.parent) if isinstance(profile, str) else profile
     if isinstance(extra_prompts, str):  # a papermill `-p custom_prompts '["..."]'` arrives as a string
         try:
             parsed = json.loads(extra_prompts)
