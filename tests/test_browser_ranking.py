@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from twinlib.browser import CHROMIUM_ARGS, LabError, find_chromium, jupyter_lab, run_first_cell_until
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 90  # s for JupyterLab to answer
 UI_TIMEOUT = 120_000  # ms for the kernel to start and the widget to render
 
 NOTEBOOK_SOURCE = """
@@ -42,13 +38,6 @@ items = [Item.make([{"sender": "<PERSON_1>", "text": f"hi {i}", "me": False}], f
          for i in range(3)]
 RankingWidget(RankingSession(RankingStore("rankings.jsonl"), items))
 """
-
-
-def find_chromium() -> str | None:
-    cand = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
-    if Path(cand).exists():
-        return cand
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -71,65 +60,20 @@ def chromium() -> str:
     return exe
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
-    """A JupyterLab server on localhost serving ``tmp_path/work``; always stopped afterwards."""
+    """A JupyterLab server on localhost serving ``tmp_path/work`` with the ranking notebook; always stopped."""
     work = tmp_path / "work"
     work.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(NOTEBOOK_SOURCE.strip()))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(work / "rank.ipynb"))
-    port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ)
-    env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), TWIN_INTERACTIVE="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    jupyter = Path(sys.executable).with_name("jupyter")
-    cmd = [str(jupyter) if jupyter.exists() else "jupyter", "lab", "--no-browser", f"--port={port}",
-           f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={work}",
-           "--ServerApp.port_retries=0", "--ServerApp.terminals_enabled=False"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
-        cmd.append("--allow-root")
-    log = open(tmp_path / "lab.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"JupyterLab did not answer within {START_TIMEOUT}s:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": f"{base}/lab/tree/rank.ipynb?token={token}", "work": work, "base": base, "token": token}
-    finally:
-        try:  # a clean shutdown also stops the kernel
-            req = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
-            urllib.request.urlopen(req, timeout=5).close()
-            proc.wait(timeout=15)
-        except Exception:  # noqa: BLE001
-            pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
+        with jupyter_lab(work, tmp_path, env={"TWIN_INTERACTIVE": "1"}) as server:
+            yield {"url": server["url"]("rank.ipynb"), "work": work}
+    except LabError as e:
+        pytest.fail(str(e))
 
 
 def test_rank_two_items_in_jupyterlab(chromium, lab):
@@ -138,28 +82,12 @@ def test_rank_two_items_in_jupyterlab(chromium, lab):
     store = lab["work"] / "rankings.jsonl"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+                                    args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(UI_TIMEOUT)
             page.goto(lab["url"], timeout=UI_TIMEOUT)
-            cell = page.locator(".jp-Notebook .jp-Cell").first
-            expect(cell).to_be_visible()
-            # wait for the kernel, then run the cell (Shift+Enter in the cell's editor)
-            expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                ".jp-Toolbar-kernelStatus:has-text('Idle')").first).to_be_attached(timeout=UI_TIMEOUT)
-            # the kernel may report idle before its connection is ready: run the cell again until
-            # the widget shows (running it twice only re-creates the same widget over the same store)
-            widget = page.locator(".twin-ranking")
-            for _attempt in range(6):
-                cell.locator(".jp-InputArea-editor").click()
-                page.keyboard.press("Control+Enter")
-                try:
-                    expect(widget).to_be_visible(timeout=20_000)
-                    break
-                except AssertionError:
-                    continue
-            expect(widget).to_be_visible(timeout=UI_TIMEOUT)
+            run_first_cell_until(page, ".twin-ranking", timeout_ms=UI_TIMEOUT)
             label = page.locator(".twin-progress-label")
             expect(label).to_have_text("0 / 3 ranked")
             expect(page.locator(".twin-conversation")).to_contain_text("message 0")

@@ -427,6 +427,7 @@ class TuringGame:
         feedback, score = w.HTML(), w.HTML()
         b1, b2 = w.Button(button_style="info"), w.Button(button_style="info")
         layout = w.VBox([header, convo, replies, w.HBox([b1, b2]), feedback, score])
+        layout.add_class("twin-turing")
 
         def show():
             item = self.current()
