@@ -531,3 +531,47 @@ def test_forced_format_on_the_wrong_file(real_exports):
                 warnings.simplefilter("ignore")
                 read_export(path, format=fmt)
         _assert_clear(e.value, path)
+
+
+# --------------------------------------------------------------------------- finding exports in folders
+
+
+def test_find_exports_looks_into_sub_folders(real_exports, tmp_path):
+    """A Messenger-style ``inbox/<chat>/message_1.json`` tree, a signal-export ``<chat>/chat.md``
+    and a Slack folder are found; other files of the export (settings JSON, notes) are left out."""
+    from twinlib.data import find_exports, read_exports
+
+    root = tmp_path / "takeout"
+    chat = root / "messages" / "inbox" / "robin_123"
+    chat.mkdir(parents=True)
+    shutil.copy(real_exports / "messenger" / "chatanalytics_2A_7M.json", chat / "message_1.json")
+    (root / "messages" / "autofill_information.json").write_text('{"autofill": []}')
+    (chat / "notes.md").write_text("my notes")
+    (root / "README.md").write_text("what is in this folder")
+    sig = root / "signal" / "Robin"
+    sig.mkdir(parents=True)
+    (sig / "chat.md").write_text("[2024-01-02 10:00] Robin: hi there\n[2024-01-02 10:01] Me: hello\n")
+    shutil.copytree(real_exports / "slack" / "slack-export-viewer_testarchive", root / "work" / "slack")
+    found = find_exports(root)
+    assert [p.relative_to(root).as_posix() for p in found] == [
+        "messages/inbox/robin_123/message_1.json", "signal/Robin/chat.md", "work/slack"]
+    assert [detect_format(p) for p in found] == ["messenger", "signal", "slack"]
+    assert len(read_exports(found)) > 0
+
+
+def test_find_exports_names_an_empty_folder(tmp_path):
+    from twinlib.data import find_exports
+
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "settings.json").write_text('{"theme": "dark"}')
+    with pytest.raises(ExportError, match="holds no chat export") as err:
+        find_exports(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_cut_off_json_error_reads_well(tmp_path):
+    f = tmp_path / "result.json"
+    f.write_text('{"name": "Robin", "messages": [{"text": "hel')
+    with pytest.raises(ExportError, match="ends too early") as err:
+        read_export(f, format="telegram")
+    assert "at at" not in str(err.value)

@@ -213,23 +213,56 @@ def empty_frame() -> pd.DataFrame:
 
 Reader = Callable[[Path], pd.DataFrame]
 
-EXPORT_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".mbox", ".eml"}
+EXPORT_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".tsv", ".mbox", ".mbx", ".md"}
+MAX_DEPTH = 4  # how deep find_exports looks into sub-folders
+
+
+def _is_slack_folder(p: Path) -> bool:
+    return p.is_dir() and ((p / "channels.json").exists() or (p / "users.json").exists())
+
+
+def _candidates(folder: Path) -> list[Path]:
+    """Files of ``folder`` that may be exports (hidden files, READMEs and notes skipped)."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES
+                  and not f.name.startswith(".") and f.name.lower() != "readme.md"
+                  and (f.suffix.lower() != ".md" or f.name.lower() == "chat.md"))
+
+
+def _nested_exports(folder: Path, depth: int) -> list[Path]:
+    """Exports in the sub-folders of ``folder``: only files whose format is recognized (an export
+    folder also holds media lists, settings and other JSON), Slack export folders as folders."""
+    found: list[Path] = []
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if _is_slack_folder(sub):
+            found.append(sub)
+            continue
+        for f in _candidates(sub):
+            try:
+                detect_format(f)
+            except ExportError:
+                continue
+            found.append(f)
+        if depth > 1:
+            found.extend(_nested_exports(sub, depth - 1))
+    return found
 
 
 def find_exports(paths) -> list[Path]:
     """Expand the user's export paths: files stay, a Slack export folder stays a folder, any
-    other folder contributes the export files inside it (sorted, hidden files skipped)."""
+    other folder contributes the export files inside it (sorted, hidden files skipped) and the
+    recognized exports of its sub-folders (a Messenger ``inbox/`` with a folder per chat, a
+    signal-export folder with ``<chat>/chat.md``), up to :data:`MAX_DEPTH` levels down."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise ExportError(p, "no such file or folder.", hint="check the export path (relative paths start at the project folder).")
-        if p.is_dir() and not ((p / "channels.json").exists() or (p / "users.json").exists()):
-            inside = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES
-                            and not f.name.startswith(".") and f.name.lower() != "readme.md")
+        if p.is_dir() and not _is_slack_folder(p):
+            inside = _candidates(p) + _nested_exports(p, MAX_DEPTH)
             if not inside:
-                raise ExportError(p, "the folder holds no export files (.txt, .json, .xml, .csv, .mbox).",
+                raise ExportError(p, "the folder holds no chat export (.txt, .json, .xml, .csv, .mbox, "
+                                     "signal-export's chat.md), here or in its sub-folders.",
                                   hint="point at the exported chat file itself, or the folder you unzipped it into.")
             found.extend(inside)
         else:

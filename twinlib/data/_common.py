@@ -43,7 +43,7 @@ def load_json(path: Path, what: str = "export"):
     except json.JSONDecodeError as e:
         # an unterminated string runs to the end of the file: cut off, too
         if e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string"):
-            problem = f"the JSON ends too early ({e.msg} at column {e.colno})."
+            problem = f"the JSON ends too early ({e.msg.removesuffix(' at')} at column {e.colno})."
             hint = "the file looks cut off; export again (and unzip the whole archive)."
         else:
             problem = f"this is not valid JSON: {e.msg} at column {e.colno}."
