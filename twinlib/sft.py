@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(prog="python -m twinlib.sft", description=main.__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", required=True, help="the run directory written by notebook 01")
-    ap.add_argument("--profile", default="tiny", help="tiny | t4 | gpu (default: tiny)")
+    ap.add_argument("--profile", default="tiny", help="tiny | t4 | gpu | auto (default: tiny)")
     ap.add_argument("--base-model", default="", help="a Hugging Face causal-LM id or local folder (default: the profile's)")
     ap.add_argument("--overwrite", action="store_true", help="train again even if models/sft exists (it is kept as a backup)")
     ap.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: the profile's length)")
