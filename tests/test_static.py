@@ -160,3 +160,34 @@ def test_papermill_sees_every_parameter(nb):
                 if isinstance(t, ast.Name)}
     seen = set(pm.inspect_notebook(str(nb)))
     assert assigned == seen, f"papermill cannot parse {sorted(assigned - seen)}: keep '=' out of comments"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    import re
+
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/formats.md", "docs/stage1.md", "docs/stage2.md",
+                                 "docs/stage3.md", "docs/stage4.md", "docs/stage5.md"])
+def test_doc_links_resolve(doc):
+    """Every in-page anchor names a heading, every relative link or picture names a file that exists."""
+    import re
+
+    path = ROOT / doc
+    text = path.read_text(encoding="utf-8")
+    body = re.sub(r"```.*?```", "", text, flags=re.S)
+    anchors = {_anchor(m) for m in re.findall(r"^#+ (.+)$", body, flags=re.M)}
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", body):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        file, _, frag = target.partition("#")
+        if not file:
+            if frag not in anchors:
+                bad.append(target)
+        elif not (path.parent / file).exists():
+            bad.append(target)
+    assert not bad, f"{doc}: links to nothing: {bad}"
