@@ -108,6 +108,8 @@ PPO_PANELS = (
     ("value_loss", "value loss (critic)"),
     ("entropy", "entropy (nats per token)"),
     ("approx_kl", "approx. KL old → new (per token)"),
+    ("reply_tokens", "reply length (tokens)"),
+    ("mean_total_reward", "reward minus KL penalty"),
 )
 
 
@@ -116,12 +118,15 @@ def plot_ppo_curves(logs: Sequence[dict], path=None, title: str = "PPO", panels=
 
     Mean reward should rise, the KL to the reference should rise and then level off (the
     penalty holds it), clip fraction and approximate KL should stay small; updates stopped early
-    because the approximate KL ran away are marked with a red dot.
+    because the approximate KL ran away are marked with a red dot. A reply length that falls
+    or climbs steadily is the usual sign of reward hacking: the policy found a shortcut the reward
+    model likes (very short or very long replies) rather than the person's style.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11.0, 5.5), dpi=100, layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    cols = (len(panels) + 1) // 2
+    fig = Figure(figsize=(3.7 * cols, 5.5), dpi=100, layout="constrained")
+    axes = fig.subplots(2, cols).ravel()
     steps = [e.get("step", i + 1) for i, e in enumerate(logs)]
     for ax, (key, label) in zip(axes, panels):
         ys = [e.get(key) for e in logs]
