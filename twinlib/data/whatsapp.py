@@ -240,7 +240,6 @@ def _parse(text: str, path: Path, chat: str) -> pd.DataFrame:
     parts = rx.split(flow)  # preamble, then per message: its header's groups, then its body
     k, group = rx.groups + 1, rx.groupindex
     preamble, bodies = parts[0], parts[k::k]
-    as_split = bodies  # for line numbers
     # dates, times and senders repeat: code them (and read each distinct date and time once)
     dcode, dates = _codes(parts[group["date"]::k])
     tcode, times = _codes(parts[group["time"]::k])
@@ -250,7 +249,7 @@ def _parse(text: str, path: Path, chat: str) -> pd.DataFrame:
         lead = _flags(pc.greater(pc.utf8_length(pa.array(parts[group["lead"]::k])), 0))
     del parts  # the long lists of small strings
 
-    def lines_of(idx: list[int]) -> list[int]:
+    def lines_of(idx: list[int], as_split: list[str] = bodies) -> list[int]:
         """Every line number of the messages ``idx`` (positions among the headers), for warnings."""
         if not idx:
             return []
@@ -298,7 +297,7 @@ def _parse(text: str, path: Path, chat: str) -> pd.DataFrame:
     # sender, text, kind
     body = pa.array(bodies if len(rows) == len(bodies) else [bodies[i] for i in rows.tolist()],
                     type=pa.string())
-    del bodies, as_split  # the text now lives in arrow arrays
+    del bodies, lines_of  # the text now lives in arrow arrays
     if edited:
         body = pc.replace_substring_regex(body, _EDITED, "")
     clean = pc.utf8_trim(body, characters=_STRIP)
