@@ -91,11 +91,11 @@ def read(path: Path):
             raw_ts = get("timestamp")
             ts = parse_time(raw_ts)
             if ts is None:
-                raise ExportError(path, f"row {line}: the timestamp {raw_ts!r} could not be read.", line=line,
+                raise ExportError(path, f"the timestamp {raw_ts!r} could not be read.", line=line,
                                   hint="write timestamps as ISO 8601, e.g. 2024-05-01 13:45:00.")
             kind = get("kind").strip().lower() or "text"
             if kind not in KINDS:
-                raise ExportError(path, f"row {line}: unknown kind {kind!r}.", line=line,
+                raise ExportError(path, f"unknown kind {kind!r}.", line=line,
                                   hint="use one of " + ", ".join(KINDS) + " (or leave it empty for text).")
             text = get("text")
             if kind == "text" and not text.strip():
