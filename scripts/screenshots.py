@@ -1,7 +1,7 @@
 """The README's pictures, from a finished run: its plots, and the ranking and Turing widgets
 screenshotted in a real browser (JupyterLab on localhost + Debian's Chromium via Playwright).
 
-    .venv/bin/python scripts/screenshots.py [--run runs/.pytest-pipeline] [--out docs/img]
+    .venv/bin/python scripts/screenshots.py [--run runs/sample] [--out docs/img]
 
 The widgets are shown over copies of the run's files in a scratch folder: the run's own
 rankings and judgements are never touched. Emoji need a colour emoji font
@@ -100,7 +100,7 @@ def widget_screenshots(run: Path, out: Path, chromium: str) -> list[Path]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/.pytest-pipeline", help="a finished run directory")
+    ap.add_argument("--run", default="runs/sample", help="a finished run directory (make pipeline writes runs/sample)")
     ap.add_argument("--out", default="docs/img")
     args = ap.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
