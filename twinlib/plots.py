@@ -77,7 +77,7 @@ def plot_refinement(history: Sequence[dict], path=None, title: str = "Iterative 
     labels = {"auto_score": "auto-ranker score (higher = more like you)", "style_score": "style score",
               "reference_similarity": "similarity to the real reply"}
     rows = sorted(history, key=lambda h: h["round"])
-    fig, ax = _figure()
+    fig, ax = _figure((9.5, 4.0))
     x = [h["round"] for h in rows]
     for i, key in enumerate(keys):
         pts = [(h["round"], h[key]) for h in rows if h.get(key) is not None]
@@ -95,8 +95,8 @@ def plot_refinement(history: Sequence[dict], path=None, title: str = "Iterative 
     ax.set_ylabel("score of fresh replies (held-out prompts)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if rows:
-        ax.legend(fontsize="small", framealpha=0.9)
+    if rows:  # beside the axes: inside, it hides the lines near the top
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _save(fig, path)
     return fig
 
