@@ -1,4 +1,5 @@
-"""Writes notebooks/01_collect_data.ipynb (source of truth for its cells)."""
+"""Writes notebooks/01_collect_data.ipynb (source of truth for its cells); then run
+scripts/notebook_headers.py, which adds the Colab badge and install cell every notebook shares."""
 from pathlib import Path
 import nbformat
 from twinlib.nbtools import new_notebook
@@ -41,10 +42,6 @@ test_frac = 0.1                    # share of conversations held out for the fin
 seed = 0
 """),
 ("code", """
-import sys, subprocess
-if "google.colab" in sys.modules:  # on Colab only: install the course library
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "twinlib[notebooks] @ git+https://github.com/twin-course/twin"], check=True)
-
 from twinlib.notebook import setup
 run = setup(run_dir, seed=seed, drive=colab_drive)
 """),

@@ -96,6 +96,13 @@ def test_auto_profile_follows_stage_2(tmp_path):
     assert get_profile("auto", run=tmp_path, max_new_tokens=7).max_new_tokens == 7
     with pytest.raises(ValueError, match="differs from"):
         get_profile("auto", base_model="other/model", run=tmp_path)
+    # later stages: the saved profile for "auto" or the same preset name, the preset otherwise
+    from twinlib.modeling import later_stage_profile
+
+    assert later_stage_profile("t4", tmp_path).base_model == "my/checkpoint"
+    assert later_stage_profile("auto", tmp_path).sft_batch_size == 2
+    assert later_stage_profile("tiny", tmp_path) == PROFILES["tiny"]
+    assert later_stage_profile("t4", tmp_path, base_model="other/model").base_model == "other/model"
 
 
 def test_auto_profile_picks_by_hardware(tmp_path, monkeypatch):

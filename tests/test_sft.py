@@ -187,7 +187,8 @@ def test_train_saves_reuses_and_never_overwrites_silently(small_run, monkeypatch
 
 
 def test_prompt_tests_table(small_run):
-    from twinlib.sft import has_model, load_splits, prompt_tests
+    from twinlib.modeling import has_model
+    from twinlib.sft import load_splits, prompt_tests
 
     if not has_model(small_run.model("sft")):
         pytest.skip("needs the model of test_train_saves_reuses_and_never_overwrites_silently")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import html
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from twinlib.generation import GenerationSettings, generate_replies
+from twinlib.generation import GenerationSettings, generate_replies, settings_for
 from twinlib.modeling import SYSTEM_PROMPT
 
 PARTNER = "<PERSON_1>"
@@ -126,24 +127,16 @@ def chat_widget(model, tokenizer, settings: GenerationSettings | None = None, **
 
 def pick_model(run_dir, model: str | None = None) -> tuple[str, str]:
     """``(name, path)`` of the model to chat with: ``model`` or the most trained (ppo > dpo > refined > sft)."""
-    from twinlib.evaluation import BEST_ORDER, MODEL_ORDER, available_models
+    from twinlib.evaluation import available_models, best_model
 
-    found = available_models(run_dir)
-    if model:
-        if model not in MODEL_ORDER:
-            raise ValueError(f"unknown model {model!r}; choose one of {list(MODEL_ORDER)}")
-        if model not in found:
-            raise FileNotFoundError(
-                f"{Path(run_dir) / 'models' / model} holds no model (this run has: {', '.join(found) or 'none'})."
-            )
-        return model, found[model]
-    for name in BEST_ORDER:
-        if name in found:
-            return name, found[name]
-    raise FileNotFoundError(
-        f"{Path(run_dir) / 'models'} holds no trained twin (sft, refined, ppo or dpo): run notebook 02 first "
-        f"(python -m twinlib run --run-dir {run_dir} ...)."
-    )
+    found = available_models(run_dir, [model] if model else None)  # an unknown or missing model is an error
+    name = model or best_model(found)
+    if name is None:
+        raise FileNotFoundError(
+            f"{Path(run_dir) / 'models'} holds no trained twin (sft, refined, ppo or dpo): run notebook 02 first "
+            f"(python -m twinlib run --run-dir {run_dir} ...)."
+        )
+    return name, found[name]
 
 
 def load_twin(run_dir, model: str | None = None):
@@ -183,16 +176,14 @@ def chat_main(
     ``input_fn``/``print_fn`` are injectable for tests. Returns the exit status (0 ok, 1 when the
     run has no model to chat with).
     """
-    from twinlib.evaluation import _profile_settings, load_quietly
+    from twinlib.modeling import later_stage_profile
 
+    over = {}
     if argv is not None:
         args = _parser().parse_args(list(argv))
         run_dir, model = args.run, args.model or model
         seed = args.seed if args.seed is not None else seed
         over = {k: v for k, v in (("temperature", args.temperature), ("max_new_tokens", args.max_new_tokens)) if v is not None}
-        if over:
-            base = settings or GenerationSettings(num_return_sequences=1, no_repeat_ngram_size=2)
-            settings = GenerationSettings(**{**base.__dict__, **over})
     if run_dir is None:
         print_fn("twin chat: which run? pass --run runs/NAME")
         return 1
@@ -201,12 +192,11 @@ def chat_main(
     except (FileNotFoundError, ValueError) as e:
         print_fn(f"twin chat: {e}")
         return 1
-    prof = _profile_settings(path)
-    settings = settings or GenerationSettings(num_return_sequences=1, no_repeat_ngram_size=2,
-                                              max_new_tokens=prof["max_new_tokens"])
+    prof = later_stage_profile("auto", run_dir)
+    settings = replace(settings, **over) if settings else settings_for(prof, num_return_sequences=1, **over)
     print_fn(f"Loading the {name} twin from {path} …")
-    m, tok = load_quietly(path)
-    session = ChatSession(m, tok, settings=settings, max_prompt_tokens=prof["max_prompt_tokens"], seed=seed)
+    _, m, tok = load_twin(run_dir, name)
+    session = ChatSession(m, tok, settings=settings, max_prompt_tokens=prof.max_prompt_tokens, seed=seed)
     print_fn(HELP)
     while True:
         try:

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from twinlib.rewards import (
-    as_run,
     atomic_model_dir,
     existing_model,
     load_preferences,
@@ -33,6 +32,7 @@ from twinlib.rewards import (
     resolve_start_model,
     split_preferences,
 )
+from twinlib.rundir import RunDir
 
 
 def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_path=None, overwrite: bool = False,
@@ -49,10 +49,10 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     import torch
     from trl import DPOConfig, DPOTrainer
 
-    from twinlib.modeling import get_profile, pick_device, trainer_precision_kwargs
+    from twinlib.modeling import later_stage_profile, pick_device, trainer_precision_kwargs
     from twinlib.ppo import load_policy, save_policy
-    run = as_run(run_dir)
-    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
+    run = RunDir(run_dir)
+    prof = later_stage_profile(profile, run, base_model)
     out = run.model("dpo")
     done = existing_model(out, "dpo.json", overwrite, log)
     if done is not None:
@@ -88,11 +88,8 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
         policy = trainer.model
         policy.eval()
         tok.padding_side = "left"
-        save_policy(policy, tok, tmp)
+        save_policy(policy, tok, tmp, source=start)
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
-        src_meta = Path(start) / "twin.json"
-        if src_meta.exists():
-            (tmp / "twin.json").write_text(src_meta.read_text(encoding="utf-8"), encoding="utf-8")
         summary = {
             "start_model": str(start), "pairs": len(prefs), "train_pairs": len(train_df), "test_pairs": len(test_df),
             "beta": beta, "learning_rate": lr, "batch_size": bs, "epochs": epochs,

@@ -38,7 +38,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from twinlib.generation import GenerationSettings, generate_replies, score_replies
+from twinlib.generation import GenerationSettings, generate_replies, score_replies, settings_for
+from twinlib.modeling import has_model, later_stage_profile
+from twinlib.pairs import context_turns
 from twinlib.rundir import RunDir
 
 #: Every model a run can produce, from the untrained start to the most trained.
@@ -93,10 +95,6 @@ def best_model(names: Iterable[str]) -> str | None:
 # --------------------------------------------------------------------------- the run's models
 
 
-def _is_checkpoint(p: Path) -> bool:
-    return (p / "config.json").exists() or (p / "adapter_config.json").exists()
-
-
 def _recorded_base(run: RunDir) -> str | None:
     """The hub id / folder a LoRA run started from, as recorded by its later stages."""
     for name in MODEL_ORDER[1:]:
@@ -126,7 +124,7 @@ def available_models(run_dir, models: Sequence[str] | None = None) -> dict[str, 
     found: dict[str, str] = {}
     for name in MODEL_ORDER:
         p = run.model(name)
-        if _is_checkpoint(p):
+        if has_model(p):
             found[name] = str(p)
         elif name == "base":
             base = _recorded_base(run)
@@ -197,8 +195,8 @@ def load_quietly(source: str):
             hf_logging.enable_progress_bar()
 
 
-def _free(model) -> None:
-    del model
+def release_memory() -> None:
+    """Collect garbage and empty the CUDA cache: call after deleting your own references to a model."""
     gc.collect()
     try:
         import torch
@@ -207,19 +205,6 @@ def _free(model) -> None:
             torch.cuda.empty_cache()
     except ImportError:  # pragma: no cover
         pass
-
-
-def _profile_settings(source: str) -> dict:
-    """``max_prompt_tokens`` and ``max_new_tokens`` of the profile a checkpoint was trained with."""
-    out = {"max_prompt_tokens": 192, "max_new_tokens": GenerationSettings().max_new_tokens}
-    tj = Path(source) / "twin.json"
-    if tj.exists():
-        try:
-            prof = json.loads(tj.read_text(encoding="utf-8")).get("profile") or {}
-            out.update({k: int(prof[k]) for k in out if k in prof})
-        except (ValueError, TypeError, AttributeError):
-            pass
-    return out
 
 
 # --------------------------------------------------------------------------- metrics
@@ -309,6 +294,7 @@ def evaluate_models(
     judge_folds: int = 5,
     progress: bool = True,
     write: bool = True,
+    profile="auto",
 ) -> tuple[pd.DataFrame, dict]:
     """Evaluate every model of the run on held-out conversations; write the results to ``eval/``.
 
@@ -333,18 +319,18 @@ def evaluate_models(
         from tqdm.auto import tqdm
 
         it = tqdm(names, desc="evaluating models", unit="model")
+    prof = later_stage_profile(profile, run)  # every model is asked the same way
+    mpt = prof.max_prompt_tokens
+    settings_used = settings or settings_for(prof, num_return_sequences=1)
     for name in it:
         t0 = time.time()
         model, tok = load_quietly(sources[name])
-        prof = _profile_settings(sources[name])
-        mpt = prof["max_prompt_tokens"]
-        settings_used = settings or GenerationSettings(
-            num_return_sequences=1, no_repeat_ngram_size=2, max_new_tokens=prof["max_new_tokens"])
         replies = [r[0] if r else "" for r in generate_replies(
             model, tok, conversations, n=1, settings=settings_used, seed=seed, max_prompt_tokens=mpt)]
         scores = score_replies(model, tok, [(c, p, r) for (c, p), r in zip(conversations, real)],
                                max_length=mpt + 64)
-        _free(model)
+        del model, tok
+        release_memory()
         m, per = reply_metrics(replies, real, scores, phrases=phrases, seed=seed, judge_folds=judge_folds)
         metrics[name] = m
         df = pd.DataFrame({"model": name, "prompt": pairs["prompt"], "context": pairs["context"],
@@ -445,6 +431,7 @@ def prompt_tests(
     prompts: Sequence | None = None,
     settings: GenerationSettings | None = None,
     write: bool = True,
+    profile="auto",
 ) -> pd.DataFrame:
     """``n`` sampled replies of every model to the same prompts (``no_repeat_ngram_size=2``).
 
@@ -460,14 +447,13 @@ def prompt_tests(
     else:
         convs = [("", p) if isinstance(p, str) else (p[0] or "", p[1]) for p in prompts]
     rows = []
+    prof = later_stage_profile(profile, run)
+    used = settings or settings_for(prof, num_return_sequences=n)
     for name, src in sources.items():
         model, tok = load_quietly(src)
-        prof = _profile_settings(src)
-        used = settings or GenerationSettings(num_return_sequences=n, no_repeat_ngram_size=2,
-                                              max_new_tokens=prof["max_new_tokens"])
-        outs = generate_replies(model, tok, convs, n=n, settings=used, seed=seed,
-                                max_prompt_tokens=prof["max_prompt_tokens"])
-        _free(model)
+        outs = generate_replies(model, tok, convs, n=n, settings=used, seed=seed, max_prompt_tokens=prof.max_prompt_tokens)
+        del model, tok
+        release_memory()
         for i, ((ctx, p), reps) in enumerate(zip(convs, outs)):
             for j, r in enumerate(reps):
                 rows.append({"model": name, "prompt_id": i, "context": ctx, "prompt": p, "sample": j + 1, "reply": r})
@@ -478,11 +464,9 @@ def prompt_tests(
 
 
 def _context_lines(context: str, k: int = 3) -> list[str]:
-    if not context:
-        return []
     try:
-        turns = json.loads(context)
-    except (json.JSONDecodeError, TypeError):
+        turns = context_turns(context)
+    except ValueError:  # json.JSONDecodeError is a ValueError
         return []
     return [("me" if t.get("me") else str(t.get("sender", "them"))) + ": " + str(t.get("text", "")) for t in turns[-k:]]
 

@@ -195,6 +195,25 @@ def get_profile(name: str, base_model: str | None = None, run=None, **overrides)
     return prof.with_overrides(**overrides) if overrides else prof
 
 
+def as_profile(profile: "str | Profile", base_model: str | None = None, run=None) -> Profile:
+    """``profile`` as a :class:`Profile`: one given is returned as it is, a name goes to :func:`get_profile`."""
+    return profile if isinstance(profile, Profile) else get_profile(profile, base_model, run=run)
+
+
+def later_stage_profile(profile: "str | Profile", run, base_model: str | None = None) -> Profile:
+    """The profile for a stage after 2 (refinement, reward model, PPO, DPO).
+
+    When ``profile`` is ``"auto"`` or names the preset stage 2 trained ``models/sft`` with, the
+    profile saved with that model (its ``base_model`` and overrides included) so that LoRA,
+    precision and threads match the model on disk; otherwise as :func:`as_profile`.
+    """
+    if isinstance(profile, str):
+        saved = stage2_profile(run)
+        if saved is not None and profile in (AUTO, saved.name) and base_model in (None, "", saved.base_model):
+            return saved
+    return as_profile(profile, base_model, run=run)
+
+
 # --------------------------------------------------------------------------- hardware
 
 
@@ -499,11 +518,17 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def has_model(folder) -> bool:
+    """True when ``folder`` holds a saved model (full or adapter)."""
+    folder = Path(folder)
+    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
+
+
 def resolve_model_source(name_or_path) -> tuple[str, bool]:
     """Return ``(where, local_only)`` for a model id or folder, failing fast when it cannot load."""
     p = Path(str(name_or_path)).expanduser()
     if p.exists():
-        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+        if not has_model(p):
             raise ModelNotAvailableError(
                 f"{p} exists but holds no model (no config.json or adapter_config.json). "
                 "Point base_model at the folder written by save_pretrained, or at a Hugging Face id."

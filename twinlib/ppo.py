@@ -58,7 +58,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, prompt_text
+from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, has_model, prompt_text
+from twinlib.rundir import RunDir
 
 RewardFn = Callable[[Sequence, Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -673,7 +674,6 @@ def build_toy_run(run_dir, word: str = "pizza", n_items: int = 64, seed: int = 0
 
     from twinlib.modeling import load_model
     from twinlib.ranking import RankingStore
-    from twinlib.rundir import RunDir
 
     run = RunDir(run_dir).ensure()
     rows = toy_conversations(n=160, seed=seed)
@@ -717,15 +717,19 @@ def load_policy(path, profile, device: str | None = None):
     return model, tok
 
 
-def save_policy(model, tokenizer, out_dir) -> Path:
+def save_policy(model, tokenizer, out_dir, source=None) -> Path:
     """Save a policy so :func:`twinlib.modeling.load_model` loads it: a PEFT policy is merged first
-    (the result is a full checkpoint of the base's size)."""
+    (the result is a full checkpoint of the base's size). ``source``: the model it was trained
+    from, whose ``twin.json`` (profile, system prompt) the saved model keeps."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_peft_model(model):
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    meta = Path(source) / "twin.json" if source is not None else None
+    if meta is not None and meta.exists():
+        shutil.copyfile(meta, out / "twin.json")
     return out
 
 
@@ -751,11 +755,11 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
 
     An existing ``models/ppo`` is reused (its summary returned) unless ``overwrite=True``.
     """
-    from twinlib.modeling import get_profile
-    from twinlib.rewards import RewardModelScorer, as_run, atomic_model_dir, existing_model, resolve_start_model
+    from twinlib.modeling import later_stage_profile
+    from twinlib.rewards import RewardModelScorer, atomic_model_dir, existing_model, resolve_start_model
 
-    run = as_run(run_dir)
-    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
+    run = RunDir(run_dir)
+    prof = later_stage_profile(profile, run, base_model)
     out = run.model("ppo")
     done = existing_model(out, "ppo.json", overwrite, log)
     if done is not None:
@@ -782,11 +786,8 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         with atomic_model_dir(out, overwrite) as tmp:
-            save_policy(trainer.policy, tok, tmp)
+            save_policy(trainer.policy, tok, tmp, source=start)
             torch.save(trainer.actor_critic.value_head.state_dict(), tmp / "value_head.pt")
-            src_meta = Path(start) / "twin.json"
-            if src_meta.exists():
-                (tmp / "twin.json").write_text(src_meta.read_text(encoding="utf-8"), encoding="utf-8")
             write_log(logs, tmp / "ppo_log.json")
             (tmp / "ppo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         shutil.rmtree(partial, ignore_errors=True)
@@ -802,9 +803,7 @@ def _tail_mean(logs: list[dict], key: str, k: int = 5) -> float | None:
 
 def load_logs(run_dir) -> list[dict]:
     """The PPO log of a run (``models/ppo/ppo_log.json``)."""
-    from twinlib.rewards import as_run
-
-    run = as_run(run_dir)
+    run = RunDir(run_dir)
     path = run.require(run.model("ppo") / "ppo_log.json", "the PPO section of 04_ppo.ipynb")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -825,9 +824,7 @@ def compare_samples(run_dir, models: Sequence[str] = ("start", "ppo", "dpo"), n:
     from twinlib.generation import GenerationSettings, generate_replies
     from twinlib.modeling import load_model
     from twinlib.rewards import resolve_start_model
-    from twinlib.rewards import as_run
-
-    run = as_run(run_dir)
+    run = RunDir(run_dir)
     rows = train_prompts(run, split=split, limit=n, seed=seed)
     if rows.empty:
         rows = train_prompts(run, split="train", limit=n, seed=seed)
@@ -836,7 +833,7 @@ def compare_samples(run_dir, models: Sequence[str] = ("start", "ppo", "dpo"), n:
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     for name in models:
         path = resolve_start_model(run, start_from, log=lambda *_: None) if name == "start" else run.model(name)
-        if not ((Path(path) / "config.json").exists() or (Path(path) / "adapter_config.json").exists()):
+        if not has_model(path):
             log(f"{path} does not exist: left out of the comparison.")
             continue
         label = f"{name} ({Path(path).name})" if name == "start" else name

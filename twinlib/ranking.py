@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from twinlib.pairs import context_turns
+from twinlib.rundir import RunDir
 
 STATUSES = ("ranked", "none", "skipped", "undo")
 JUDGEMENTS = ("ranked", "none", "skipped")
@@ -254,15 +255,9 @@ def scores_to_ranks(scores: Sequence[float], decimals: int = 6) -> list[int]:
 # --------------------------------------------------------------------------- store
 
 
-def _as_run(run):
-    from twinlib.rundir import RunDir
-
-    return run if isinstance(run, RunDir) else RunDir(run)
-
-
 def data_fingerprint(run) -> str | None:
     """A short hash of the run's ``pairs.csv``: rankings are only valid for the data they were made on."""
-    p = _as_run(run).pairs_csv
+    p = RunDir(run).pairs_csv
     if not p.exists():
         return None
     return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
@@ -290,7 +285,7 @@ class RankingStore:
 
     @classmethod
     def for_run(cls, run, allow_other_runs: bool = False) -> "RankingStore":
-        run = _as_run(run)
+        run = RunDir(run)
         return cls(run.rankings, {"name": run.root.resolve().name, "data": data_fingerprint(run)}, allow_other_runs)
 
     # ---- reading
@@ -469,7 +464,6 @@ class RankingSession:
         self.ranker = ranker
         self.extra = dict(extra or {})
         self._ids = set(ids)
-        self._listeners: list = []
 
     # ---- state
     def _latest(self) -> dict[str, dict]:
@@ -485,10 +479,6 @@ class RankingSession:
             if it.item_id not in latest:
                 return it
         return None
-
-    @property
-    def current(self) -> Item | None:
-        return self.next_item()
 
     @property
     def done(self) -> bool:
@@ -526,9 +516,7 @@ class RankingSession:
             rec["reference"] = item.reference
         rec.update(self.extra)
         rec.update(more)
-        rec = self.store.append(rec)
-        self._notify()
-        return rec
+        return self.store.append(rec)
 
     def submit(self, ranks, item: Item | None = None, **more) -> dict:
         """Record ranks for the current item: one per candidate, 1 = best, ties allowed.
@@ -542,13 +530,6 @@ class RankingSession:
         ranks = complete_ranks(ranks, len(item.candidates)) if any(r is None for r in ranks) else validate_ranks(ranks, len(item.candidates))
         return self._record("ranked", ranks, item=item, **more)
 
-    def submit_order(self, order, item: Item | None = None) -> dict:
-        """Record a best-first order of candidate indices (see :func:`order_to_ranks`)."""
-        item = item or self.next_item()
-        if item is None:
-            raise RankingError("every item is already judged; nothing left to rank")
-        return self.submit(order_to_ranks(order, len(item.candidates)), item=item)
-
     def none_of_these(self) -> dict:
         """"None of these sound like me": no ranking, but a signal that all candidates missed."""
         return self._record("none")
@@ -559,17 +540,7 @@ class RankingSession:
 
     def undo(self) -> dict | None:
         """Undo the last judgement in this queue; that item becomes the current one again."""
-        rec = self.store.undo(self._ids)
-        self._notify()
-        return rec
-
-    def on_change(self, fn) -> None:
-        """Call ``fn(session)`` after every judgement or undo (the widget refreshes itself)."""
-        self._listeners.append(fn)
-
-    def _notify(self) -> None:
-        for fn in list(self._listeners):
-            fn(self)
+        return self.store.undo(self._ids)
 
 
 # --------------------------------------------------------------------------- training signal
@@ -714,17 +685,6 @@ class AutoRanker:
         style = StyleProfile.fit(person, others) if person and others else None
         return cls(person, style=style, **kw)
 
-    @classmethod
-    def from_run(cls, run, split: str = "train", **kw) -> "AutoRanker":
-        """The automatic ranker of a run, fitted on its ``pairs.csv`` (training split by default)."""
-        path = _as_run(run).pairs_csv
-        pairs = pd.read_csv(path, keep_default_na=False)
-        if split:
-            pairs = pairs[pairs["split"] == split]
-        if pairs.empty:
-            raise ValueError(f"{path} has no {split!r} rows to fit the automatic ranker on")
-        return cls.from_pairs(pairs, **kw)
-
     def _bank(self):
         from twinlib.embeddings import embed
 
@@ -742,8 +702,9 @@ class AutoRanker:
         emb = embed(cands)
         out = {k: np.full(n, np.nan) for k in ("reference", "nearest", "style")}
         have = [i for i, r in enumerate(refs) if isinstance(r, str) and r.strip()]
-        if have:
-            ref_emb = embed([refs[i] for i in have])
+        if have:  # each distinct reference embedded once (an item's k candidates share theirs)
+            distinct = list(dict.fromkeys(refs[i] for i in have))
+            ref_emb = embed(distinct)[[distinct.index(refs[i]) for i in have]]
             out["reference"][have] = (emb[have] * ref_emb).sum(axis=1)
         bank = self._bank()
         if len(bank):
@@ -759,7 +720,11 @@ class AutoRanker:
         cands = list(candidates)
         if isinstance(references, str) or references is None:
             references = [references] * len(cands)
-        parts = self.components(cands, references)
+        return self.combine(self.components(cands, references), cands)
+
+    def combine(self, parts: dict[str, np.ndarray], candidates: Sequence[str]) -> np.ndarray:
+        """The weighted score from :meth:`components` (weights of unknown parts spread over the others)."""
+        cands = list(candidates)
         total = np.zeros(len(cands))
         wsum = np.zeros(len(cands))
         for name, w in self.weights.items():

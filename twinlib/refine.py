@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twinlib.modeling import AUTO, Profile, get_profile, stage2_profile
+from twinlib.modeling import Profile, has_model, later_stage_profile
 from twinlib.ranking import (
     AutoRanker,
     Item,
@@ -55,26 +55,9 @@ WORK_DIR = "refine"
 STAGE2 = "notebook 02 (02_supervised_finetuning.ipynb)"
 
 
-def _as_run(run_dir) -> RunDir:
-    return run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-
-
 def _say(msg: str, verbose: bool) -> None:
     if verbose:
         print(msg, flush=True)
-
-
-def refine_profile(run, name: str) -> Profile:
-    """The profile stage 2 trained ``models/sft`` with (its ``twin.json``) when ``name`` is that
-    profile or ``"auto"``, else the preset ``name``.
-
-    Stage 2 may have changed the preset (another ``base_model``, LoRA, batch size...); refining
-    with the same settings keeps LoRA/precision/threads consistent with the model on disk.
-    """
-    saved = stage2_profile(_as_run(run))
-    if saved is not None and name in (saved.name, AUTO):
-        return saved
-    return get_profile(name)
 
 
 def pick_prompts(train: pd.DataFrame, n: int, round: int, seed: int = 0, exclude=()) -> pd.DataFrame:
@@ -151,8 +134,8 @@ class Refinement:
                  max_steps_per_round: int | None = None, mix_original: float = 1.0, lr_scale: float = 0.5,
                  seed: int = 0, overwrite: bool = False, verbose: bool = True, progress: bool = False,
                  gen_batch_size: int = 64, threads: int | None = None):
-        self.run = _as_run(run_dir)
-        self.profile = refine_profile(self.run, profile) if isinstance(profile, str) else profile
+        self.run = RunDir(run_dir)
+        self.profile = later_stage_profile(profile, self.run)
         self.k = int(k)
         if self.k < 2:
             raise ValueError("k must be at least 2: ranking needs two candidates to compare.")
@@ -187,7 +170,7 @@ class Refinement:
 
     def start(self) -> "Refinement":
         """Load the stage-2 model, the splits and the automatic ranker; measure round 0."""
-        from twinlib.sft import has_model, load_splits
+        from twinlib.sft import load_splits
 
         if self._started:
             return self
@@ -269,7 +252,7 @@ class Refinement:
             n = self.ranker.rank_session(s)
             _say(f"round {round}: the automatic ranker (SIMULATED, not you) ranked {n} items", self.verbose)
             return s.judgements()
-        if ranker == "file":
+        if ranker == "file":  # every saved judgement of this round (the person's, on whatever candidates they saw)
             saved = [r for r in self.store.latest().values() if r.get("round") == round]
             if saved:
                 people = sum(r.get("ranker") != "auto" for r in saved)
@@ -376,7 +359,7 @@ class Refinement:
         flat = [r for rs in replies for r in rs]
         refs = [ref for ref, rs in zip(rows["response"], replies) for _ in rs]
         parts = self.ranker.components(flat, refs)
-        scores = self.ranker.score(flat, refs)
+        scores = self.ranker.combine(parts, flat)
         style = parts["style"]
         out = {
             "round": round,
@@ -394,7 +377,7 @@ class Refinement:
     def explain(self, item: Item) -> pd.DataFrame:
         """One item's candidates with the automatic ranker's parts, score and rank: how it decides."""
         parts = self.ranker.components(item.candidates, [item.reference] * len(item.candidates))
-        scores = self.ranker.score(item.candidates, item.reference)
+        scores = self.ranker.combine(parts, item.candidates)
         return pd.DataFrame({
             "candidate": item.candidates,
             "similarity to real reply": np.round(parts["reference"], 3),
@@ -512,7 +495,7 @@ def run_refinement(run_dir, profile: str | Profile = "tiny", rounds: int = 2, k:
     """
     ref = Refinement(run_dir, profile, k=k, prompts_per_round=prompts_per_round, seed=seed, overwrite=overwrite, **kw)
     mode, sentence = resolve_ranker(ranker, interactive=interactive)
-    ref.mode, ref.mode_note = mode, sentence
+    ref.mode = mode
     if ref.verbose:
         print(sentence, flush=True)
     ref.ui = None
@@ -525,4 +508,4 @@ def run_refinement(run_dir, profile: str | Profile = "tiny", rounds: int = 2, k:
 
 def read_log(run_dir) -> dict:
     """The ``refine_log.json`` of a run."""
-    return _as_run(run_dir).read_json(LOG_FILE)
+    return RunDir(run_dir).read_json(LOG_FILE)

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from twinlib.modeling import SYSTEM_PROMPT, build_messages
+from twinlib.modeling import SYSTEM_PROMPT, build_messages, has_model
+from twinlib.rundir import RunDir
 
 PREFERENCE_COLUMNS = ["prompt", "context", "chosen", "rejected", "margin"]
 
@@ -53,7 +54,6 @@ def load_preferences(source):
             raise ValueError(f"preferences need the columns {PREFERENCE_COLUMNS}; missing {missing}")
         return source.reset_index(drop=True)
     from twinlib import ranking
-    from twinlib.rundir import RunDir
 
     if isinstance(source, RunDir) or (isinstance(source, (str, Path)) and Path(source).is_dir()):
         run = source if isinstance(source, RunDir) else RunDir(source)
@@ -245,10 +245,10 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
     import torch
     from trl import RewardConfig, RewardTrainer
 
-    from twinlib.modeling import get_profile, load_tokenizer, pick_device, trainer_precision_kwargs
+    from twinlib.modeling import later_stage_profile, load_tokenizer, pick_device, trainer_precision_kwargs
 
-    run = as_run(run_dir)
-    prof = get_profile(profile, base_model, run=run) if isinstance(profile, str) else profile
+    run = RunDir(run_dir)
+    prof = later_stage_profile(profile, run, base_model)
     out = run.model("reward")
     done = existing_model(out, "reward.json", overwrite, log)
     if done is not None:
@@ -314,25 +314,18 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
 # --------------------------------------------------------------------------- stage-4 helpers
 
 
-def as_run(run_dir):
-    """A :class:`~twinlib.rundir.RunDir` from a RunDir or a path."""
-    from twinlib.rundir import RunDir
-
-    return run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-
-
 def resolve_start_model(run, start_from: str = "refined", log=print) -> Path:
     """The model a stage-4 step starts from: ``models/<start_from>`` of the run, or a folder.
 
     ``refined`` falls back to ``sft`` (saying so) when stage 3 did not write a refined model.
     """
     cand = Path(start_from)
-    if cand.is_dir() and ((cand / "config.json").exists() or (cand / "adapter_config.json").exists()):
+    if cand.is_dir() and has_model(cand):
         return cand
     path = run.model(start_from)
-    if _has_model(path):
+    if has_model(path):
         return path
-    if start_from == "refined" and _has_model(run.model("sft")):
+    if start_from == "refined" and has_model(run.model("sft")):
         log(f"{path} does not exist (stage 3 wrote no refined model): starting from models/sft instead.")
         return run.model("sft")
     raise FileNotFoundError(
@@ -342,15 +335,11 @@ def resolve_start_model(run, start_from: str = "refined", log=print) -> Path:
     )
 
 
-def _has_model(path: Path) -> bool:
-    return (path / "config.json").exists() or (path / "adapter_config.json").exists()
-
-
 def existing_model(out: Path, summary_name: str, overwrite: bool, log=print) -> dict | None:
     """An existing model folder is reused (its summary returned) unless ``overwrite``: models are
     never replaced silently."""
     out = Path(out)
-    if overwrite or not _has_model(out):
+    if overwrite or not has_model(out):
         return None
     summary_file = out / summary_name
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.exists() else {}
@@ -365,7 +354,7 @@ def atomic_model_dir(out, overwrite: bool = False):
     when the block succeeds, delete it when it fails. An existing ``out`` is only replaced with
     ``overwrite=True``."""
     out = Path(out)
-    if _has_model(out) and not overwrite:
+    if has_model(out) and not overwrite:
         raise FileExistsError(f"{out} already holds a model; pass overwrite=True to replace it.")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -16,7 +16,8 @@ class RunDir:
     root: Path
 
     def __init__(self, root):
-        object.__setattr__(self, "root", Path(root))
+        """``root``: a folder, or a RunDir (returned as the same folder), so callers take either."""
+        object.__setattr__(self, "root", root.root if isinstance(root, RunDir) else Path(root))
 
     # stage 1
     @property

@@ -36,10 +36,12 @@ from typing import Sequence
 from twinlib.modeling import (
     SYSTEM_PROMPT,
     Profile,
+    as_profile,
     count_parameters,
     end_of_turn_ids,
     fit_messages,
     get_profile,
+    has_model,
     load_model,
     lora_config,
     pick_device,
@@ -67,7 +69,7 @@ def load_splits(run_dir) -> dict:
     """
     import pandas as pd
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     if run.dataset.exists():
         from datasets import load_from_disk
 
@@ -125,8 +127,8 @@ def to_sft_dataset(pairs, tokenizer=None, max_length: int | None = None, system:
 def prepare_base(run_dir, profile: str | Profile = "tiny", splits: dict | None = None, seed: int = 0) -> str:
     """The checkpoint stage 2 starts from: the profile's hub id/folder (checked to be loadable)
     or, for the tiny profile, the tiny model built in ``models/base`` from the training texts."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    prof = get_profile(profile, run=run) if isinstance(profile, str) else profile
+    run = RunDir(run_dir)
+    prof = as_profile(profile, run=run)
     if prof.base_model == "tiny" and not has_model(run.model("base")):
         train = (splits or load_splits(run))["train"]
         return prepare_base_model(prof, list(train["prompt"]) + list(train["response"]), run.model("base"), seed=seed)
@@ -243,12 +245,6 @@ def sft_config(
 # --------------------------------------------------------------------------- model folder
 
 
-def has_model(folder) -> bool:
-    """True when ``folder`` holds a saved model (full or adapter)."""
-    folder = Path(folder)
-    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
-
-
 def read_metrics(model_dir) -> dict:
     """The ``train_metrics.json`` of a trained model folder (``{}`` when it has none)."""
     f = Path(model_dir) / METRICS_FILE
@@ -329,13 +325,13 @@ def train_sft(
     import torch
     from accelerate import PartialState
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run = RunDir(run_dir)
     run.ensure()
     final = run.model("sft")
     if has_model(final) and not overwrite:
         metrics = read_metrics(final)
         metrics.update(reused=True, model_dir=str(final))
-        wanted = profile if isinstance(profile, str) else profile.name
+        wanted = as_profile(profile, run=run).name  # "auto" stands for what stage 2 used
         if metrics.get("profile") and metrics["profile"] != wanted:
             print(f"note: {final} was trained with profile {metrics['profile']!r}, not {wanted!r}; "
                   "it is reused as it is. Pass overwrite=True to train with the new settings.")
@@ -349,7 +345,7 @@ def train_sft(
     # One process, or one per GPU under `accelerate launch`: the main process builds, writes and
     # publishes; the others train alongside it and wait.
     dist = PartialState()
-    prof = get_profile(profile, run=run) if isinstance(profile, str) else profile
+    prof = as_profile(profile, run=run)
     splits = load_splits(run)
     t0 = time.time()
     with dist.main_process_first():
@@ -489,7 +485,7 @@ def prompt_tests(
 
     from twinlib.generation import generate_replies, settings_for
 
-    prof = get_profile(profile, run=Path(model_dir).parent.parent) if isinstance(profile, str) else profile
+    prof = as_profile(profile, run=Path(model_dir).parent.parent) if profile is not None else None
     if isinstance(extra_prompts, str):  # a papermill `-p custom_prompts '["..."]'` arrives as a string
         try:
             parsed = json.loads(extra_prompts)

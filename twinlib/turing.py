@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from twinlib.pairs import context_turns
 
 # --------------------------------------------------------------------------- statistics
 
@@ -149,9 +150,17 @@ class JudgeResult:
             "turing_judge_n": self.n,
         }
 
+    @classmethod
+    def from_dict(cls, metrics: dict, folds: int = 0) -> "JudgeResult":
+        """The verdict back from a model's metrics (the keys :meth:`as_dict` writes)."""
+        n = int(metrics["turing_judge_n"])
+        acc = float(metrics["turing_judge_accuracy"])
+        return cls(accuracy=acc, ci_low=float(metrics["turing_judge_ci_low"]),
+                   ci_high=float(metrics["turing_judge_ci_high"]), n=n, correct=round(acc * n), folds=folds)
+
     def __str__(self) -> str:
         return (f"judge accuracy {self.accuracy:.0%} (95% CI {self.ci_low:.0%}–{self.ci_high:.0%}, "
-                f"n={self.n}, {self.folds}-fold CV; 50% = indistinguishable)")
+                f"n={self.n}{f', {self.folds}-fold CV' if self.folds else ''}; 50% = indistinguishable)")
 
 
 def automatic_judge(
@@ -402,14 +411,13 @@ class TuringGame:
     @staticmethod
     def _conversation_html(item: dict) -> str:
         turns = []
-        if item["context"]:
-            try:
-                ctx = json.loads(item["context"])
-            except json.JSONDecodeError:
-                ctx = []
-            for t in ctx[-6:]:
-                who = "the person" if t.get("me") else html.escape(str(t.get("sender", "them")))
-                turns.append(f"<div style='margin:2px 0'><b>{who}:</b> {html.escape(str(t.get('text', '')))}</div>")
+        try:
+            ctx = context_turns(item["context"])
+        except ValueError:  # json.JSONDecodeError is a ValueError
+            ctx = []
+        for t in ctx[-6:]:
+            who = "the person" if t.get("me") else html.escape(str(t.get("sender", "them")))
+            turns.append(f"<div style='margin:2px 0'><b>{who}:</b> {html.escape(str(t.get('text', '')))}</div>")
         turns.append(f"<div style='margin:2px 0'><b>them:</b> {html.escape(item['prompt'])}</div>")
         return "<div style='padding:6px;border-left:3px solid #888'>" + "".join(turns) + "</div>"
 

@@ -18,7 +18,6 @@ import importlib
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -108,7 +107,7 @@ def detect_format(path) -> str:
     head = _head(path)
     seen = set()
     for fmt, mod in FORMATS.items():
-        if mod in seen and fmt != "instagram":
+        if mod in seen:  # messenger and instagram share one sniffer; meta.which() tells them apart
             continue
         if _reader(fmt).sniff(path, head):
             if mod == "meta":
@@ -211,14 +210,12 @@ def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "timestamp" else "object") for c in COLUMNS})
 
 
-Reader = Callable[[Path], pd.DataFrame]
-
 EXPORT_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".tsv", ".mbox", ".mbx", ".md"}
 MAX_DEPTH = 4  # how deep find_exports looks into sub-folders
 
 
 def _is_slack_folder(p: Path) -> bool:
-    return p.is_dir() and ((p / "channels.json").exists() or (p / "users.json").exists())
+    return _reader("slack").sniff(p, "")
 
 
 def _candidates(folder: Path) -> list[Path]:
