@@ -172,3 +172,44 @@ def test_whatsapp_reader_reads_the_sample(sample):
         assert df.attrs["format"] == "whatsapp"
         assert PERSONA_NAME in set(df["sender"])
         assert (df["kind"] == "text").sum() > 100
+
+
+# --------------------------------------------------------------------------- context habits
+
+
+def test_habits_are_planted_and_the_real_replies_show_them(sample_stage1):
+    """Every habit occurs in every split, and the persona's real replies always show it."""
+    import pandas as pd
+
+    from twinlib.sample_data import HABITS, persona_habit_accuracy
+
+    pairs = pd.read_csv(sample_stage1 / "pairs.csv", keep_default_na=False)
+    for split in ("train", "validation", "test"):
+        g = pairs[pairs["split"] == split]
+        res = persona_habit_accuracy(g["prompt"].tolist(), g["response"].tolist())
+        assert set(res["by_habit"]) == {h.name for h in HABITS}, split
+        assert res["accuracy"] == 1.0 and res["n"] >= 40, (split, res)
+        assert res["ci_low"] > 0.9
+
+
+def test_habit_accuracy_needs_the_message(sample_stage1):
+    """Replies shuffled across messages (a twin that ignores the message) score near 0; so do
+    replies that pick the wrong option or echo another time."""
+    import pandas as pd
+
+    from twinlib.sample_data import habit_of, persona_habit_accuracy
+
+    pairs = pd.read_csv(sample_stage1 / "pairs.csv", keep_default_na=False)
+    hab = pairs[[habit_of(p) is not None for p in pairs["prompt"]]]
+    replies = hab["response"].tolist()
+    shuffled = replies[1:] + replies[:1]
+    res = persona_habit_accuracy(hab["prompt"].tolist(), shuffled)
+    assert res["accuracy"] < 0.35, res
+    assert persona_habit_accuracy(["Tea or coffee?"], ["tea, obviously"])["accuracy"] == 0.0
+    assert persona_habit_accuracy(["Quick one: tea or coffee?"], ["coffee, obviously"])["accuracy"] == 1.0
+    assert persona_habit_accuracy(["Shall we say 7:45?"], ["8:30 is perfect"])["accuracy"] == 0.0
+    assert persona_habit_accuracy(["Perfect, see you then!\nNight!"], ["nighty night \U0001F319"])["accuracy"] == 1.0
+    none = persona_habit_accuracy(["How are you?"], ["good"])
+    assert none["n"] == 0 and none["accuracy"] is None
+    with pytest.raises(ValueError, match="one reply per message"):
+        persona_habit_accuracy(["a", "b"], ["x"])

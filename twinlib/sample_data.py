@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from twinlib.style import count_words, ends_with_punct, find_emoji, is_lowercase, tokenize
 
@@ -377,7 +378,7 @@ TOPICS: dict[str, dict[str, list]] = {
 _ACKS = _opts("Hey! Go on. | Oh, tell me more! | Hi! What's up? | Ooh, interesting. | Good question. | "
               "Hello! Yes, I'm around. | Yeah, I'm here. What's up? | No idea, to be honest.")
 _CLOSERS = _opts("Perfect, see you then! | Great, speak soon. | Brilliant, thanks! | Okay, talk later. | "
-                 "Sounds good to me. | Night! | Lovely, thank you. | Yes, that works for me. | "
+                 "Sounds good to me. | Lovely, thank you. | Yes, that works for me. | "
                  "Yeah, let's do that. | No worries at all. | Yep, see you there. | Not a problem.")
 _MY_CLOSERS = _opts("see ya | night night | bye | speak soon | legend | perfect | 🌵")
 _MY_FOLLOW_UPS = _opts("haha | hahaha | 🌵 | legend | no stress | wait | actually yes | 🙌 | lol | so good | "
@@ -387,6 +388,123 @@ _CHIME_TOPICS = ("plans", "climbing", "films", "travel")
 _GROUP_CHIMES = _opts("I'm in too! | Count me in. | Can't make it this time, sorry. | {friend}, are you driving? | "
                       "Same here. | Good shout, {friend}. | I'll be there around {time}. | "
                       "I might be a bit late.")
+
+
+# --------------------------------------------------------------------------- context habits
+#
+# Replies that depend on the message they answer in a fixed, checkable way. A model that ignores
+# the message cannot show them (the untrained base scores about 0); a twin that answers in
+# context does. :func:`persona_habit_accuracy` measures them on any (message, reply) pairs.
+
+#: "A or B?": the persona always picks the second option (``"{b}, obviously"``).
+CHOICE_ITEMS = ("tea", "coffee", "pizza", "curry", "pub", "cinema", "beach", "hills", "train", "bus",
+                "sushi", "tacos", "pasta", "burgers")
+_CHOICE_ASKS = _opts("{a} or {b}? | Quick one: {a} or {b}? | Settle an argument: {a} or {b}? | "
+                     "Important question. {a} or {b}?")
+_CHOICE_REPLY = "{b}, obviously"
+#: A proposed time: the persona repeats it (``"{t} is perfect"``).
+ECHO_TIMES = ("8:30", "6:15", "7:45", "9:30", "5:40", "half 6", "quarter past 7", "noon")
+_TIME_ASKS = _opts("Does {t} work for you? | Shall we say {t}? | Can you make {t}? | Is {t} okay?")
+_TIME_REPLY = "{t} is perfect"
+#: A good-night message: always the same sign-off.
+GOOD_NIGHTS = _opts("Night! | Good night! | Night night, sleep well! | Off to bed. Night! | Sleep well!")
+_GOOD_NIGHT_REPLY = "nighty night \U0001F319"
+
+_CHOICE_RE = re.compile(r"\b(" + "|".join(CHOICE_ITEMS) + r") or (" + "|".join(CHOICE_ITEMS) + r")\?", re.IGNORECASE)
+_TIME_RE = re.compile(r"^(?:Does|Shall we say|Can you make|Is) (" + "|".join(map(re.escape, ECHO_TIMES))
+                      + r")(?: work for you| okay)?\?$")
+
+
+def _last_line(message: str) -> str:
+    """The last non-empty line of a turn (a turn can join several messages of one sender)."""
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _choice(message: str):
+    m = _CHOICE_RE.search(_last_line(message))
+    return m if m and m.group(1).lower() != m.group(2).lower() else None
+
+
+def _choice_check(message: str, reply: str) -> bool:
+    m = _choice(message)
+    words = set(tokenize(reply))
+    return bool(m) and m.group(2).lower() in words and m.group(1).lower() not in words
+
+
+def _time_check(message: str, reply: str) -> bool:
+    m = _TIME_RE.match(_last_line(message))
+    return bool(m) and m.group(1).lower() in str(reply).lower()
+
+
+@dataclass(frozen=True)
+class Habit:
+    """A context habit: which messages trigger it and whether a reply shows it.
+
+    ``applies(message)`` says whether the habit is due in reply to ``message``;
+    ``check(message, reply)`` whether ``reply`` shows it. Both see the anonymized text of
+    ``pairs.csv`` (names are placeholders there, so no habit depends on one).
+    """
+
+    name: str
+    description: str
+    applies: Callable[[str], bool]
+    check: Callable[[str, str], bool]
+
+
+HABITS: tuple[Habit, ...] = (
+    Habit("either_or", '"A or B?" is answered with the second option: "tea or coffee?" -> "coffee, obviously"',
+          lambda msg: _choice(msg) is not None, _choice_check),
+    Habit("echo_time", 'a proposed time is repeated: "Shall we say 7:45?" -> "7:45 is perfect"',
+          lambda msg: bool(_TIME_RE.match(_last_line(msg))), _time_check),
+    Habit("good_night", 'a good-night message gets the same sign-off: "Night!" -> "nighty night \U0001F319"',
+          lambda msg: _last_line(msg) in GOOD_NIGHTS, lambda msg, reply: "nighty night" in str(reply).lower()),
+)
+
+
+def all_habits() -> tuple[Habit, ...]:
+    """Every sample persona's habits: the English one's (:data:`HABITS`) and the Chinese one's, when present."""
+    habits = HABITS
+    try:
+        from twinlib.sample_data_zh import HABITS_ZH
+    except ImportError:
+        return habits
+    return habits + tuple(HABITS_ZH)
+
+
+def habit_of(message: str, habits: Sequence[Habit] | None = None) -> Habit | None:
+    """The habit due in reply to ``message`` (the first that applies), or None."""
+    for h in (all_habits() if habits is None else habits):
+        if h.applies(message):
+            return h
+    return None
+
+
+def persona_habit_accuracy(messages: Sequence[str], replies: Sequence[str], habits: Sequence[Habit] | None = None) -> dict:
+    """How often ``replies`` show the habit their ``message`` calls for.
+
+    Only the pairs whose message triggers a habit count. Returns ``{"accuracy", "hits", "n",
+    "ci_low", "ci_high", "by_habit": {name: {"accuracy", "hits", "n"}}}``; the accuracy is
+    ``None`` when no message triggers a habit (a user's own chats, for example), and the interval
+    is the 95% Wilson interval.
+    """
+    from twinlib.stats import binomial_ci
+
+    if len(messages) != len(replies):
+        raise ValueError(f"need one reply per message, got {len(messages)} messages and {len(replies)} replies")
+    by: dict[str, dict] = {}
+    for msg, rep in zip(messages, replies):
+        h = habit_of(msg, habits)
+        if h is None:
+            continue
+        d = by.setdefault(h.name, {"hits": 0, "n": 0})
+        d["n"] += 1
+        d["hits"] += int(bool(h.check(msg, rep if isinstance(rep, str) else "")))
+    for d in by.values():
+        d["accuracy"] = d["hits"] / d["n"]
+    hits, n = sum(d["hits"] for d in by.values()), sum(d["n"] for d in by.values())
+    lo, hi = binomial_ci(hits, n) if n else (None, None)
+    return {"accuracy": hits / n if n else None, "hits": hits, "n": n, "ci_low": lo, "ci_high": hi, "by_habit": by}
 
 
 @dataclass(frozen=True)
@@ -591,6 +709,18 @@ class _Writer:
             pool = [t for t in templates if t != first] if rng.random() < 0.5 and len(templates) > 1 else _MY_FOLLOW_UPS
             self._add(PERSONA_NAME, self._mine(rng.choice(pool), slots, topic), rng.choice([0, 1]))
 
+    def _habits(self, speaker: str) -> None:
+        """Sometimes an "A or B?" question or a proposed time, answered the persona's fixed way."""
+        rng = self.rng
+        if rng.random() < 0.2:
+            a, b = rng.sample(CHOICE_ITEMS, 2)
+            self._add(speaker, rng.choice(_CHOICE_ASKS).format(a=a, b=b), rng.choice([1, 2, 3]))
+            self._add(PERSONA_NAME, _CHOICE_REPLY.format(b=b), rng.choice([0, 1, 2]))
+        if rng.random() < 0.2:
+            t = rng.choice(ECHO_TIMES)
+            self._add(speaker, rng.choice(_TIME_ASKS).format(t=t), rng.choice([1, 2, 3]))
+            self._add(PERSONA_NAME, _TIME_REPLY.format(t=t), rng.choice([0, 1, 2]))
+
     def _pick_topic(self) -> str:
         names = list(self.plan.topics)
         return self.rng.choices(names, weights=[self.plan.topics[n] for n in names])[0]
@@ -629,7 +759,12 @@ class _Writer:
                 else:
                     self._add(who, text, rng.choice([1, 2, 3]))
                     self._i_say(_opts(answers), slots, topic)
-        if rng.random() < 0.45:
+            if i == 0:
+                self._habits(rng.choice(self.members))
+        if start.hour >= 20 and rng.random() < 0.8:  # an evening chat ends with good night
+            self._add(rng.choice(self.members), rng.choice(GOOD_NIGHTS), rng.choice([1, 2, 4]))
+            self._add(PERSONA_NAME, _GOOD_NIGHT_REPLY, rng.choice([0, 1, 2]))
+        elif rng.random() < 0.45:
             self._they_say(rng.choice(self.members), rng.choice(_CLOSERS), slots)
             if rng.random() < 0.5:
                 self._add(PERSONA_NAME, self._mine(rng.choice(_MY_CLOSERS), slots, topic), rng.choice([0, 1, 2]))

@@ -30,41 +30,7 @@ import numpy as np
 
 from twinlib.pairs import context_turns
 
-# --------------------------------------------------------------------------- statistics
-
-
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def binomial_ci(k: int, n: int, confidence: float = 0.95, method: str = "wilson") -> tuple[float, float]:
-    """Confidence interval of a proportion ``k / n``.
-
-    ``method`` is ``"wilson"`` (the default: good coverage even for small ``n`` or proportions
-    near 0 or 1) or ``"exact"`` (Clopper–Pearson, conservative; needs scipy). With ``n == 0``
-    the interval is ``(0, 1)``: nothing is known.
-    """
-    k, n = int(k), int(n)
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"binomial_ci needs 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return 0.0, 1.0
-    if method == "wilson":
-        lo, hi = _wilson(k, n, confidence)
-        return (0.0 if k == 0 else lo), (1.0 if k == n else hi)
-    if method in ("exact", "clopper-pearson"):
-        from scipy.stats import binomtest
-
-        ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-        return float(ci.low), float(ci.high)
-    raise ValueError(f"unknown method {method!r}: use 'wilson' or 'exact'")
+from twinlib.stats import binomial_ci  # noqa: E402,F401  (re-exported: the judge's interval)
 
 
 # --------------------------------------------------------------------------- automatic judge
