@@ -64,7 +64,8 @@ def test_summary_counts_without_values(anonymized):
     assert s["enabled"] is True and s["messages"] == 7 and s["messages_changed"] == 4
     assert s["participants"] == 4 and s["chats"] == 2
     assert s["replaced"] == {"ME": 3, "PERSON": 5, "PHONE": 0, "EMAIL": 0, "URL": 0, "IBAN": 0, "CARD": 0,
-                             "IP": 0, "COORDS": 0}
+                             "IP": 0, "COORDS": 0, "ID": 0, "CRYPTO": 0, "ADDRESS": 0, "AGE": 0,
+                             "WECHAT_ID": 0, "QQ": 0, "NUMBER": 0}
     flat = repr(s)
     for secret in ("Anna", "Ben", "Carla", "Schmidt", "7911", "Family"):
         assert secret not in flat
