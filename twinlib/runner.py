@@ -4,13 +4,22 @@
 ``notebooks/01_*.ipynb``, ``02_*``, … with the parameters each one declares, writes the
 executed copies to ``runs/NAME/notebooks/`` and records what finished in
 ``runs/NAME/run_state.json`` so that ``--resume`` skips the stages already done.
+
+Personal parameters (:data:`PRIVATE_PARAMETERS`: your name, nicknames, other people's names,
+the paths of your exports) never reach the executed copies. Papermill writes the values it
+injects into the notebook it saves, so these are not injected: the runner hands them to the
+kernel in an environment variable (:data:`PRIVATE_ENV`, set for the run only), and a cell it adds
+after the parameters cell reads them back with :func:`private_parameters`. The executed copy
+shows that call, not the values; run by hand (or by nbval) it falls back to the notebook's defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +27,34 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 STATE_FILE = "run_state.json"
+#: Parameters that name people or point at their exports: passed out of band (see the module doc).
+PRIVATE_PARAMETERS = ("me", "nicknames", "other_names", "export_paths")
+PRIVATE_ENV = "TWIN_PRIVATE_PARAMETERS"
+PRIVATE_TAG = "twin-private-parameters"
+
+
+def private_parameters(**defaults):
+    """The values the runner passed for these parameters (see the module doc), in the order
+    given, as a tuple; each falls back to its default (the notebook's own value) when the
+    notebook runs without the runner."""
+    passed = json.loads(os.environ.get(PRIVATE_ENV) or "{}")
+    return tuple(passed.get(name, default) for name, default in defaults.items())
+
+
+def _with_private_cell(notebook: Path, names: list[str]):
+    """The notebook with a cell after its ``parameters`` cell that reads ``names`` through
+    :func:`private_parameters` (papermill puts the parameters it injects between the two)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), -1)
+    targets = ", ".join(names) + ("," if len(names) == 1 else "")
+    source = ("# Your personal settings reach this run from the runner, not from papermill, so this executed\n"
+              "# copy holds none of them (see twinlib/runner.py).\n"
+              "from twinlib.runner import private_parameters\n"
+              f"{targets} = private_parameters({', '.join(f'{n}={n}' for n in names)})")
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": [PRIVATE_TAG]}))
+    return nb
 
 
 class StageFailed(RuntimeError):
@@ -131,21 +168,44 @@ def run_pipeline(
         t0 = time.time()
         state["stages"][nb.name] = {"status": "running", "started": t0, "parameters_sha256": key}
         _save_state(run_dir, state)
+        private = {k: params.pop(k) for k in PRIVATE_PARAMETERS if k in params}
         try:
-            pm.execute_notebook(
-                str(nb), str(out), parameters=params, progress_bar=progress_bar, cwd=str(PROJECT_ROOT),
-                kernel_name="python3", log_output=False,
-            )
+            with tempfile.TemporaryDirectory(prefix="twin-stage-") as tmp:
+                source = nb
+                if private:  # the notebook with its private cell, written where the run is not
+                    import nbformat
+
+                    source = Path(tmp) / nb.name
+                    nbformat.write(_with_private_cell(nb, list(private)), str(source))
+                    os.environ[PRIVATE_ENV] = json.dumps(private)
+                pm.execute_notebook(
+                    str(source), str(out), parameters=params, progress_bar=progress_bar, cwd=str(PROJECT_ROOT),
+                    kernel_name="python3", log_output=False,
+                )
         except pm.PapermillExecutionError as err:
             state["stages"][nb.name] = {"status": "failed", "parameters_sha256": key, "error": err.ename}
             _save_state(run_dir, state)
             raise StageFailed(_failure_message(nb, out, err)) from None
+        finally:
+            os.environ.pop(PRIVATE_ENV, None)
+            if private:
+                _point_at_source(out, nb)
         dt = time.time() - t0
         state["stages"][nb.name] = {"status": "done", "seconds": round(dt, 1), "finished": time.time(), "parameters_sha256": key}
         _save_state(run_dir, state)
         log(f"[{i}/{total}] {nb.name}: done in {dt:.0f} s")
         results.append(StageResult(nb.name, "done", dt))
     return results
+
+
+def _point_at_source(executed: Path, notebook: Path) -> None:
+    """Papermill records the notebook it ran (here a temporary copy): record the stage's notebook."""
+    try:
+        data = json.loads(executed.read_text(encoding="utf-8"))
+        data.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = str(notebook)
+        executed.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except (OSError, ValueError):  # no executed copy (the kernel never started): nothing to fix
+        pass
 
 
 def _parse_param(text: str):
