@@ -29,14 +29,19 @@ KINDS = ("text", "media", "system", "deleted", "call", "sticker", "other")
 # or "" for a folder). Detection tries them in this order.
 FORMATS: dict[str, str] = {
     "slack": "slack",
+    "chatlab": "chatlab",       # ChatLab JSON / JSONL (also WeFlow's ChatLab export)
+    "weflow-json": "weflow",    # WeFlow's own detailed JSON (WeChat)
+    "qq-json": "qqjson",        # qq-chat-exporter JSON
     "telegram": "telegram",
     "messenger": "meta",        # Facebook Messenger and Instagram share one JSON layout
     "instagram": "meta",
     "discord": "discord",
+    "qq-txt": "qqtxt",          # QQ's own .txt export and qq-chat-exporter's TXT
     "signal": "signal",
     "sms-xml": "sms",
     "mbox": "mbox",
-    "wechat-csv": "wechat",
+    "wechat-csv": "wechat",     # PyWxDump CSV and WeFlow's WeClone CSV
+    "wechatmsg-csv": "wechatmsg",  # WeChatMsg (留痕) CSV
     "whatsapp": "whatsapp",
     "csv": "csvfile",
 }
@@ -69,7 +74,15 @@ def _head(path: Path) -> str:
         return ""
     with open(path, "rb") as fh:
         raw = fh.read(65536)
-    return raw.decode("utf-8", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start >= len(raw) - 4 and len(raw) == 65536:  # a character cut at the 64 KiB boundary
+            return raw[: e.start].decode("utf-8")
+    from twinlib.data._common import decode_gbk
+
+    gbk = decode_gbk(raw, partial=len(raw) == 65536)  # an older Chinese export in GBK
+    return gbk if gbk is not None else raw.decode("utf-8", errors="replace")
 
 
 def _looks_binary(path: Path) -> bool:
@@ -88,7 +101,11 @@ def _looks_binary(path: Path) -> bool:
         return False
     except UnicodeDecodeError as e:
         # a multi-byte character cut at the 8 KiB boundary is fine
-        return e.start < len(raw) - 4
+        if e.start >= len(raw) - 4:
+            return False
+    from twinlib.data._common import decode_gbk
+
+    return decode_gbk(raw, partial=True) is None  # GBK text (older Chinese exports) is no binary
 
 
 def detect_format(path) -> str:
@@ -187,30 +204,41 @@ def read_export(path, format: str | None = None) -> pd.DataFrame:
     if len(df) == 0:
         raise ExportError(path, f"no messages found (read as {format}).",
                           hint="check that this is the chat export itself and not empty.")
+    aliases = dict(df.attrs.get("aliases") or {})
     out = normalize(df, path)
     out.attrs["format"] = format
     out.attrs["source"] = str(path)
+    if aliases:
+        out.attrs["aliases"] = aliases
     return out
 
 
 def read_exports(paths, format: str | None = None) -> pd.DataFrame:
-    """Read several exports into one table (a ``source`` column says which file each row came from)."""
-    frames = []
+    """Read several exports into one table (a ``source`` column says which file each row came from).
+
+    ``attrs["aliases"]`` gathers the readers' ``{other name: sender}`` (the names an export gives
+    a sender besides the one in the ``sender`` column), for the anonymizer."""
+    frames, aliases = [], {}
     for p in paths:
         df = read_export(p, format=format)
+        aliases.update(df.attrs.get("aliases") or {})
         df["source"] = Path(p).name
         frames.append(df)
     if not frames:
         raise ValueError("no export given: pass at least one path.")
     out = pd.concat(frames, ignore_index=True)
-    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    out.attrs.pop("aliases", None)
+    if aliases:
+        out.attrs["aliases"] = aliases
+    return out
 
 
 def empty_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="datetime64[ns]" if c == "timestamp" else "object") for c in COLUMNS})
 
 
-EXPORT_SUFFIXES = {".txt", ".json", ".xml", ".csv", ".tsv", ".mbox", ".mbx", ".md"}
+EXPORT_SUFFIXES = {".txt", ".json", ".jsonl", ".xml", ".csv", ".tsv", ".mbox", ".mbx", ".md"}
 MAX_DEPTH = 4  # how deep find_exports looks into sub-folders
 
 

@@ -21,8 +21,11 @@ class SkippedLinesWarning(UserWarning):
     """
 
 
-def read_text(path: Path, what: str = "file", hint: str = "pass the file exactly as the app exported it.") -> str:
-    """The file's text: UTF-8 (a BOM allowed), or UTF-16 with a byte order mark.
+def read_text(path: Path, what: str = "file", hint: str = "pass the file exactly as the app exported it.",
+              gbk: bool = False) -> str:
+    """The file's text: UTF-8 (a BOM allowed), or UTF-16 with a byte order mark; with ``gbk=True``
+    also GBK (read as its superset GB18030), which older Chinese Windows tools write, when the
+    bytes are not UTF-8 but are plausible Chinese text in GBK (see :func:`decode_gbk`).
 
     Undecodable bytes become an :class:`ExportError` naming the byte offset (and line, for UTF-8).
     """
@@ -31,8 +34,38 @@ def read_text(path: Path, what: str = "file", hint: str = "pass the file exactly
     try:
         return raw.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ExportError(path, f"the {what} is not {'UTF-16' if utf16 else 'UTF-8'} text (byte {e.start}).",
+        text = decode_gbk(raw) if gbk and not utf16 else None
+        if text is not None:
+            return text
+        also = " or GBK" if gbk and not utf16 else ""
+        raise ExportError(path, f"the {what} is not {'UTF-16' if utf16 else 'UTF-8'}{also} text (byte {e.start}).",
                           line=None if utf16 else raw[: e.start].count(b"\n") + 1, hint=hint) from None
+
+
+def decode_gbk(raw: bytes, partial: bool = False) -> str | None:
+    """``raw`` decoded as GBK/GB18030 when that decodes without error and reads as Chinese text
+    (most non-ASCII characters are among the 6,763 characters of GB2312, as in any Chinese text
+    and unlike bytes of another encoding that happen to decode); else ``None``. ``partial``: the
+    bytes may end inside a character (the head of a file)."""
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError as e:
+        if not partial or e.start < len(raw) - 4:
+            return None
+        text = raw[: e.start].decode("gb18030", errors="strict")
+    wide = [c for c in text if ord(c) > 127]
+    if not wide:
+        return None
+    common = sum(1 for c in wide if _in_gb2312(c))
+    return text if common >= 0.9 * len(wide) else None
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def load_json(path: Path, what: str = "export"):
