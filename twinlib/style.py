@@ -13,6 +13,17 @@ the evaluation (stage 5) to compare the twin's replies with the person's real on
 
 Pure Python and numpy. Emoji are found by Unicode ranges; a ZWJ sequence (``🧗‍♀️``), a flag,
 a keycap or an emoji with a skin tone counts as one emoji.
+
+**Chinese and Japanese** (text with CJK characters; text without them is handled exactly as
+before). Such text has no spaces, so :func:`tokenize` makes every CJK character a token (a word
+in :func:`count_words`), and keeps whole what marks a style: a laugh (``哈哈哈``, ``嘿嘿``, as
+written), WeChat and QQ emoji codes (``[旺柴]``, ``[捂脸]``; they are emoji for :func:`find_emoji`
+too) and a tilde (``~``/``～``, one token ``~``). Full-width ``。！？`` count as final punctuation, and
+``。`` as a full stop. :func:`style_features` adds three shares when any text has CJK characters:
+``laugh_rate``, ``tilde_rate`` and ``particle_rate`` (ending in a sentence-final particle such as
+呀 啦 嘛 呢 吧 哦); :class:`StyleProfile` votes on them for a Chinese profile (:attr:`StyleProfile.CJK_WEIGHTS`,
+where "no capitals" carries no weight), and signature phrases of characters are written without
+spaces (``好哒``).
 """
 
 from __future__ import annotations
@@ -39,24 +50,43 @@ _PICTO = (
     "\u2B05-\u2B07\u2B1B\u2B1C\u2B50\u2B55\u3030\u303D\u3297\u3299"
 )
 _ONE = f"(?:[{_PICTO}][\uFE0F\uFE0E]?[\U0001F3FB-\U0001F3FF]?[\U000E0020-\U000E007F]*)"
+# Scripts written without spaces (Han, kana): one token per character.
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAS_CJK = re.compile(f"[{CJK_CHARS}]")
+# WeChat and QQ emoji codes, which the apps show as pictures: [旺柴] [捂脸] [呲牙].
+EMOJI_CODE = f"\\[[{CJK_CHARS}]{{1,5}}\\]"
 EMOJI_PATTERN = (
     "(?:[\U0001F1E6-\U0001F1FF]{2}"            # flags: a pair of regional indicators
     "|[0-9#*]\uFE0F?\u20E3"                    # keycaps 1️⃣ #️⃣
-    f"|{_ONE}(?:\u200D{_ONE})*)"               # ZWJ sequences stay one emoji
+    f"|{_ONE}(?:\u200D{_ONE})*"                # ZWJ sequences stay one emoji
+    f"|{EMOJI_CODE})"                          # WeChat/QQ codes (only CJK inside: English text unaffected)
 )
 _EMOJI_RE = re.compile(EMOJI_PATTERN)
 _WORD = r"[^\W_]+(?:['’][^\W_]+)*"
 _WORD_RE = re.compile(_WORD)
 _TOKEN_RE = re.compile(f"{EMOJI_PATTERN}|{_WORD}")
+# In text with CJK characters: emoji, laughs (哈哈哈 as written), a tilde, words of other scripts, single characters.
+LAUGH = "([哈呵嘿嘻嘤])\\1+|(?i:h{3,}|2333+)"
+_LAUGH_RE = re.compile(LAUGH)
+_WORD_NOT_CJK = f"[^\\W_{CJK_CHARS}]+(?:['’][^\\W_{CJK_CHARS}]+)*"
+_TOKEN_CJK_RE = re.compile(f"{EMOJI_PATTERN}|(?:{LAUGH})|[~～]+|{_WORD_NOT_CJK}|[{CJK_CHARS}]")
 _TAIL_EMOJI_RE = re.compile(f"(?:{EMOJI_PATTERN})$")
 _FINAL_PUNCT = ".!?…"
+# Full-width marks that count as their ASCII ones (they never occur in English text).
+_FULL_WIDTH = {".": "。．", "!": "！", "?": "？", "…": "⋯"}
+# Sentence-final particles of Mandarin chat: how a message ends, before punctuation and emoji.
+PARTICLES = "呀啦嘛呢吧哦噢喔嗯啊哈咯哟呗捏滴哒嘞"
+_TAIL_MARKS = f"[\\s~～.,!?…。，！？、]+$"
 _TTR_WINDOW = 50
 
 # Keys of style_features that are shares in [0, 1]; the others are unbounded averages.
 RATE_FEATURES = (
     "emoji_share", "lowercase_rate", "final_punct_rate", "final_period_rate",
     "question_rate", "exclamation_rate", "type_token_ratio", "signature_rate",
+    "laugh_rate", "tilde_rate", "particle_rate",
 )
+#: Shares that :func:`style_features` adds for text with CJK characters.
+CJK_FEATURES = ("laugh_rate", "tilde_rate", "particle_rate")
 
 
 def find_emoji(text: str) -> list[str]:
@@ -64,13 +94,26 @@ def find_emoji(text: str) -> list[str]:
     return _EMOJI_RE.findall(text)
 
 
+def has_cjk(text: str) -> bool:
+    """True when ``text`` holds a Han or kana character (a script written without spaces)."""
+    return bool(_HAS_CJK.search(text))
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words (apostrophes kept: ``i'm``) and emoji, in order; punctuation dropped."""
-    return [t.lower() for t in _TOKEN_RE.findall(text)]
+    """Lower-cased words (apostrophes kept: ``i'm``) and emoji, in order; punctuation dropped.
+
+    In text with CJK characters every such character is a token, and a laugh (``哈哈哈``), an
+    emoji code (``[旺柴]``) and a tilde (``~``) are one token each."""
+    if not _HAS_CJK.search(text):
+        return [t.lower() for t in _TOKEN_RE.findall(text)]
+    return ["~" if m.group()[0] in "~～" else m.group().lower() for m in _TOKEN_CJK_RE.finditer(text)]
 
 
 def count_words(text: str) -> int:
-    """Number of words in ``text`` (emoji and punctuation do not count)."""
+    """Number of words in ``text`` (emoji and punctuation do not count); in text with CJK
+    characters each character is a word, and a laugh one word."""
+    if _HAS_CJK.search(text):
+        return sum(1 for t in tokenize(text) if t != "~" and not _EMOJI_RE.fullmatch(t))
     return len(_WORD_RE.findall(_EMOJI_RE.sub(" ", text)))
 
 
@@ -90,13 +133,41 @@ def is_lowercase(text: str) -> bool:
 
 
 def ends_with_punct(text: str, marks: str = _FINAL_PUNCT) -> bool:
-    """True when the last character before trailing emoji/space is one of ``marks``."""
+    """True when the last character before trailing emoji/space is one of ``marks`` (or the
+    full-width form of one of them: ``。！？``)."""
     tail = _strip_tail(text)
-    return bool(tail) and tail[-1] in marks
+    return bool(tail) and (tail[-1] in marks or any(tail[-1] in _FULL_WIDTH.get(m, "") for m in marks))
+
+
+def has_laugh(text: str) -> bool:
+    """A laugh: 哈哈, 呵呵, 嘿嘿, 嘻嘻, hhh, 2333."""
+    return bool(_LAUGH_RE.search(text))
+
+
+def has_tilde(text: str) -> bool:
+    return "~" in text or "～" in text
+
+
+def ends_with_particle(text: str) -> bool:
+    """True when the message ends in a sentence-final particle (呀 啦 嘛 呢 吧 哦 …), punctuation,
+    tildes, laughs and emoji after it aside."""
+    tail = re.sub(_TAIL_MARKS, "", _strip_tail(text))
+    tail = re.sub(f"(?:{LAUGH})$", "", tail) if tail.endswith(("哈哈", "呵呵", "嘿嘿", "嘻嘻")) else tail
+    tail = re.sub(_TAIL_MARKS, "", _strip_tail(tail))
+    return bool(tail) and tail[-1] in PARTICLES
 
 
 def _ngrams(tokens: Sequence[str], max_n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)}
+
+
+def _join(gram: Sequence[str]) -> str:
+    """A phrase from tokens: a space between them, except next to CJK characters or a tilde (好哒, 哈哈哈~)."""
+    out = gram[0]
+    for a, b in zip(gram, gram[1:]):
+        glue = "" if (_HAS_CJK.search(a) or _HAS_CJK.search(b) or "~" in (a, b)) else " "
+        out += glue + b
+    return out
 
 
 def _phrase_tuples(phrases: Iterable[str]) -> list[tuple[str, ...]]:
@@ -138,6 +209,8 @@ def style_features(texts: Iterable[str], phrases: Iterable[str] | None = None) -
     (ending in a full stop), ``question_rate`` and ``exclamation_rate`` (containing ``?`` / ``!``),
     ``type_token_ratio`` (moving-average over 50-token windows, so sample size matters little),
     and ``signature_rate`` (messages containing one of ``phrases``) when ``phrases`` is given.
+    When any text has CJK characters: ``laugh_rate``, ``tilde_rate`` and ``particle_rate``
+    (:data:`CJK_FEATURES`; full-width ``？！`` count for the question and exclamation shares).
     """
     texts = [t for t in texts if t is not None]
     if not texts:
@@ -157,10 +230,15 @@ def style_features(texts: Iterable[str], phrases: Iterable[str] | None = None) -
         sums["lower"] += is_lowercase(text)
         sums["punct"] += ends_with_punct(text)
         sums["period"] += ends_with_punct(text, ".")
-        sums["question"] += "?" in text
-        sums["exclamation"] += "!" in text
+        sums["question"] += "?" in text or "？" in text
+        sums["exclamation"] += "!" in text or "！" in text
         if phrase_t is not None:
             sums["signature"] += _has_phrase(tokens, phrase_t)
+        if _HAS_CJK.search(text):
+            sums["cjk"] += 1
+        sums["laugh"] += has_laugh(text)
+        sums["tilde"] += has_tilde(text)
+        sums["particle"] += ends_with_particle(text)
     out = {
         "n": float(n),
         "mean_words": sums["words"] / n,
@@ -176,6 +254,8 @@ def style_features(texts: Iterable[str], phrases: Iterable[str] | None = None) -
     }
     if phrase_t is not None:
         out["signature_rate"] = sums["signature"] / n
+    if sums["cjk"]:
+        out.update(laugh_rate=sums["laugh"] / n, tilde_rate=sums["tilde"] / n, particle_rate=sums["particle"] / n)
     return out
 
 
@@ -229,7 +309,7 @@ def signature_phrases(person_texts: Iterable[str], other_texts: Iterable[str], k
         gram = vocab[idx]
         if z[idx] > 0 and not any(_contains(gram, c) for c in chosen):
             chosen.append(gram)
-    return [" ".join(g) for g in chosen]
+    return [_join(g) for g in chosen]
 
 
 def _contains(long_: tuple[str, ...], short: tuple[str, ...]) -> bool:
@@ -258,6 +338,15 @@ class StyleProfile:
 
     # Weight of each per-feature vote in score(); they sum to 1.
     WEIGHTS = {"length": 0.2, "lowercase": 0.2, "final_punct": 0.2, "emoji": 0.1, "signature": 0.3}
+    # ... for a profile learned from CJK text, where capitals say nothing and laughs, tildes and
+    # sentence-final particles say much (used when the statistics hold them).
+    CJK_WEIGHTS = {"length": 0.2, "final_punct": 0.15, "emoji": 0.1, "signature": 0.25, "laugh": 0.1,
+                   "tilde": 0.1, "particle": 0.1}
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The weights :meth:`score` uses: :attr:`CJK_WEIGHTS` for a profile of CJK text, else :attr:`WEIGHTS`."""
+        return self.CJK_WEIGHTS if "laugh" in self.person_stats else self.WEIGHTS
 
     def __post_init__(self):
         self._phrase_t = _phrase_tuples(self.phrases)
@@ -269,19 +358,22 @@ class StyleProfile:
         if not person_texts or not other_texts:
             raise ValueError("StyleProfile.fit needs messages from the person and from others.")
         phrases = signature_phrases(person_texts, other_texts, k=k)
+        # a profile of CJK text: when a tenth of the person's messages hold CJK characters
+        cjk = sum(has_cjk(t) for t in person_texts) >= 0.1 * len(person_texts)
         return cls(
             features=style_features(person_texts, phrases),
             phrases=phrases,
-            person_stats=_stats(person_texts, phrases),
-            other_stats=_stats(other_texts, phrases),
+            person_stats=_stats(person_texts, phrases, cjk),
+            other_stats=_stats(other_texts, phrases, cjk),
         )
 
     def components(self, text: str) -> dict[str, float]:
         """Per-feature votes in [0, 1] for ``text``: P(person) / (P(person) + P(others)).
 
         ``length`` compares log word counts under a normal fit of each group; the binary
-        features (no capitals, final punctuation, emoji, a signature phrase) compare how often
-        each group shows the value ``text`` has. 0.5 means the feature does not tell them apart.
+        features (no capitals, final punctuation, emoji, a signature phrase; for a profile of CJK
+        text a laugh, a tilde and a final particle instead of capitals) compare how often each
+        group shows the value ``text`` has. 0.5 means the feature does not tell them apart.
         """
         p, o = self.person_stats, self.other_stats
         lw = math.log1p(count_words(text))
@@ -294,6 +386,9 @@ class StyleProfile:
             "emoji": bool(find_emoji(text)),
             "signature": _has_phrase(tokenize(text), self._phrase_t),
         }
+        if "laugh" in p:  # a profile of CJK text
+            del observed["lowercase"]
+            observed.update(laugh=has_laugh(text), tilde=has_tilde(text), particle=ends_with_particle(text))
         for name, value in observed.items():
             pp, po = p[name], o[name]
             if not value:
@@ -304,12 +399,13 @@ class StyleProfile:
     def score(self, text: str) -> float:
         """How much one reply looks like the person rather than the others, in [0, 1].
 
-        The weighted mean (:attr:`WEIGHTS`) of :meth:`components`; empty text scores 0.
+        The weighted mean (:attr:`weights`) of :meth:`components`; empty text scores 0.
         """
         if not text or not text.strip():
             return 0.0
         votes = self.components(text)
-        return float(sum(self.WEIGHTS[name] * v for name, v in votes.items()))
+        weights = self.weights
+        return float(sum(weights[name] * v for name, v in votes.items()))
 
     def score_many(self, texts: Iterable[str]) -> np.ndarray:
         """:meth:`score` for each text, as an array."""
@@ -331,12 +427,13 @@ def _normal_pdf(x: float, mean: float, std: float) -> float:
     return math.exp(-0.5 * ((x - mean) / std) ** 2) / std
 
 
-def _stats(texts: Sequence[str], phrases: Sequence[str]) -> dict[str, float]:
-    """Per-message statistics one group's texts give :meth:`StyleProfile.components`."""
+def _stats(texts: Sequence[str], phrases: Sequence[str], cjk: bool = False) -> dict[str, float]:
+    """Per-message statistics one group's texts give :meth:`StyleProfile.components` (with
+    ``cjk``, also the shares of laughs, tildes and final particles)."""
     phrase_t = _phrase_tuples(phrases)
     log_words = np.array([math.log1p(count_words(t)) for t in texts])
     n = len(texts)
-    return {
+    out = {
         "log_words_mean": float(log_words.mean()),
         "log_words_std": float(max(log_words.std(), 0.25)),
         "lowercase": _rate(sum(is_lowercase(t) for t in texts), n),
@@ -344,20 +441,27 @@ def _stats(texts: Sequence[str], phrases: Sequence[str]) -> dict[str, float]:
         "emoji": _rate(sum(bool(find_emoji(t)) for t in texts), n),
         "signature": _rate(sum(_has_phrase(tokenize(t), phrase_t) for t in texts), n),
     }
+    if cjk:
+        out.update(laugh=_rate(sum(has_laugh(t) for t in texts), n), tilde=_rate(sum(has_tilde(t) for t in texts), n),
+                   particle=_rate(sum(ends_with_particle(t) for t in texts), n))
+    return out
 
 
 def style_distance(a: dict[str, float], b: dict[str, float]) -> float:
     """Distance in [0, 1] between two :func:`style_features` dicts (0 = same style).
 
     The mean over the keys both share (``n`` excluded) of ``|a - b|`` for shares and of
-    ``|a - b| / max(|a|, |b|)`` for averages such as ``mean_words``.
+    ``|a - b| / max(|a|, |b|)`` for averages such as ``mean_words``. A CJK share
+    (:data:`CJK_FEATURES`) that only one side has counts as 0 on the other.
     """
     keys = [key for key in a if key in b and key != "n"]
+    # a CJK share only one side has: the other side's text had no CJK character, so it has none of it
+    keys += [key for key in CJK_FEATURES if (key in a) != (key in b)]
     if not keys:
         raise ValueError("the two feature dicts share no feature.")
     diffs = []
     for key in keys:
-        x, y = float(a[key]), float(b[key])
+        x, y = float(a.get(key, 0.0)), float(b.get(key, 0.0))
         if key in RATE_FEATURES:
             diffs.append(min(abs(x - y), 1.0))
         else:
