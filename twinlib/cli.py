@@ -1,4 +1,4 @@
-"""Command line: ``python -m twinlib run|chat|sample-data``."""
+"""Command line: ``python -m twinlib run|chat|serve|export|sample-data``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--run", required=True, help="the run directory")
     chat.add_argument("--model", default=None, help="base, sft, refined, ppo or dpo (default: the most trained one)")
 
+    # serve and export parse their own options (python -m twinlib serve --help)
+    sub.add_parser("serve", help="serve the twin over an OpenAI-compatible API, with the live Turing test's pages",
+                   add_help=False)
+    sub.add_parser("export", help="export the twin: a Hugging Face folder, GGUF, or an Ollama Modelfile",
+                   add_help=False)
+
     sample = sub.add_parser("sample-data", help="(re)generate the synthetic sample persona's chats")
     sample.add_argument("--out", default="data/sample")
     sample.add_argument("--seed", type=int, default=0)
@@ -34,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        from twinlib.serve import serve_main
+
+        return serve_main(argv[1:])
+    if argv and argv[0] == "export":
+        from twinlib.export import export_main
+
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "run":
         from twinlib.runner import main_run
