@@ -91,6 +91,8 @@ def test_weclone_values_inside_sentences(real_exports, template):
     ("加我微信wxid_abc123xyz哦", "加我微信<WECHAT_ID>哦"),
     ("我微信号是linxy_2024，加我", "我微信号是<WECHAT_ID>，加我"),
     ("加我vx linxy2024呀", "加我vx <WECHAT_ID>呀"),
+    ("微信号：linxiaoyu", "微信号：<WECHAT_ID>"),
+    ("my WeChat ID is lin_xy88", "my WeChat ID is <WECHAT_ID>"),
     ("我QQ是800012345", "我QQ是<QQ>"),
     ("扣扣：123456", "扣扣：<QQ>"),
     ("转我0x52908400098527886E0F7030069857D2E4169EE7就行", "转我<CRYPTO>就行"),
@@ -181,7 +183,7 @@ def test_new_kinds_in_english_text(text, expected):
 @pytest.mark.parametrize("text", [
     "3 long road trips", "it's 5 more minutes walk", "at 3 the close was tight", "2 close friends", "top 10 street food",
     "we were 20 years younger", "version 1.2.3.4b", "not a card 4111 1111 1111 1112", "call at 10:30 on the 5th",
-    "room 404", "123456", "score: 12-10",
+    "room 404", "123456", "score: 12-10", "my wechat is awesome", "微信 thanks",
 ])
 def test_ordinary_english_text_stays(text):
     out, anon = scrub([text], me="Zed Quux")

@@ -181,8 +181,14 @@ _WXID = re.compile(r"(?<![A-Za-z0-9_])wxid_[A-Za-z0-9_-]{4,40}")
 # "vx"/"wx" only right after CJK text or at the start (加我vx linxy_2024), "wechat" as a word.
 _WECHAT_ID = re.compile(f"(?:(?:微信|威信|薇信)|(?<=[{CJK}])(?i:vx|wx|v信)|^(?i:vx|wx|v信)(?=\\s*[:：号])"
                         f"|(?<!{_W})(?i:wechat|weixin))"
-                        r"(?:号|號|(?i:\s?id))?\s*(?:是|为|:|：|(?i:is))?\s*"
+                        r"(?P<label>号|號|(?i:\s?id))?\s*(?:是|为|:|：|(?i:is))?\s*"
                         r"([A-Za-z][-_A-Za-z0-9]{5,19})(?![-_A-Za-z0-9])")
+
+
+def _wechat_id_valid(m: re.Match) -> bool:
+    """After 微信号 / "WeChat ID" any ID; after a bare 微信, vx or "wechat" only one with a digit, _ or -
+    ("my wechat is awesome" names no ID)."""
+    return bool(m.group("label")) or bool(re.search(r"[\d_-]", m.group(2)))
 # QQ numbers, where the text says QQ: QQ号 12345678, 扣扣：123456, q号是123456.
 _QQ = re.compile(r"(?:(?i:qq)|扣扣|企鹅|(?i:q)号)(?:号|號|号码|(?i:\s?no\.?))?\s*(?:是|为|:|：)?\s*(\d{5,11})(?!\d)")
 # Ages: 25岁, 28周岁, 二十五岁, 32 years old, 32-year-old, aged 40, age: 28, 30yo, 30 y/o.
@@ -521,7 +527,7 @@ def _own_spans(text: str, cjk: bool = True) -> list[_Span]:
     if "wxid" in text:
         add(_WXID, "WECHAT_ID")
     if cjk or _LATIN_WECHAT.search(text):
-        add(_WECHAT_ID, "WECHAT_ID", group=1)
+        add(_WECHAT_ID, "WECHAT_ID", _wechat_id_valid, group=2)
     return out
 
 
