@@ -44,6 +44,7 @@ bench: venv
 	$(PY) bench/parse_bench.py
 	$(PY) bench/sft_bench.py
 	$(PY) bench/rl_bench.py
+	$(PY) bench/serve_bench.py
 
 clean-venv:
 	rm -rf $(VENV)
