@@ -176,6 +176,35 @@ def test_an_unanswered_twin_turn_is_answered_after_a_restart(run, engine):
     assert [e["from"] for e in log.read() if e["event"] == "message"] == ["judge", "partner"]
 
 
+def test_the_person_answers_from_the_notebook_widget(run, engine):
+    import httpx
+
+    from twinlib.live_turing import person_widget
+
+    srv, turing = serve(run, engine, seed_for("person", "person"), turns=1)
+    with srv as base:
+        box = person_widget(base, TOKEN, auto=False)            # no background thread: refresh by hand
+        assert "No judge" in box.children[0].value and box.send_button.disabled
+        sid = httpx.post(base + "/turing/api/sessions").json()["session"]
+        httpx.post(f"{base}/turing/api/sessions/{sid}/messages", json={"text": "still up?"})
+        box.refresh()
+        assert "still up?" in box.children[0].value and not box.send_button.disabled
+        box.text.value = "yeah, can't sleep"
+        box.send_button.click()
+        assert httpx.get(f"{base}/turing/api/sessions/{sid}").json()["state"] == "guess"
+        assert turing.sessions[sid].messages[-1]["text"] == "yeah, can't sleep"
+    with pytest.raises(ValueError, match="person token"):
+        person_widget(base, token="")
+
+
+def test_the_pages_load_nothing_from_elsewhere():
+    from twinlib.live_turing import STATIC
+
+    for page in ("turing_judge.html", "turing_person.html"):
+        html = (STATIC / page).read_text(encoding="utf-8")
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html, page
+
+
 # --------------------------------------------------------------------------- two real browsers
 
 

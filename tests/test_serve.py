@@ -91,15 +91,15 @@ def test_seeded_sampler_draws_from_the_softmax():
     import torch
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
-    sampler = SeededSampler(temperature=1.0, seed=0)
-    draws = torch.stack([sampler(None, logits.clone()).argmax(-1) for _ in range(4000)]).flatten()
+    draws = SeededSampler(temperature=1.0, seed=0)(None, logits.repeat(4000, 1)).argmax(-1)  # 4000 draws at once
     freq = torch.bincount(draws, minlength=4).float() / len(draws)
     assert torch.allclose(freq, torch.softmax(logits, -1)[0], atol=0.03), freq
-    again = SeededSampler(temperature=1.0, seed=0)
-    first = [int(again(None, logits.clone()).argmax()) for _ in range(20)]
-    assert first == draws[:20].tolist()  # the same seed, the same draws
+    again = SeededSampler(temperature=1.0, seed=0)(None, logits.repeat(20, 1)).argmax(-1)
+    assert again.tolist() == draws[:20].tolist()  # the same seed, the same draws
+    hot = SeededSampler(temperature=2.0, seed=0)(None, logits.repeat(4000, 1)).argmax(-1)
+    assert torch.allclose(torch.bincount(hot, minlength=4).float() / 4000, torch.softmax(logits / 2, -1)[0], atol=0.03)
     top = SeededSampler(temperature=1.0, top_p=0.5, seed=1)  # top-p 0.5 keeps the first token only
-    assert {int(top(None, logits.clone()).argmax()) for _ in range(50)} == {0}
+    assert set(top(None, logits.repeat(50, 1)).argmax(-1).tolist()) == {0}
 
 
 def test_best_is_decided_in_one_place(toy_run, monkeypatch):
@@ -116,6 +116,13 @@ def test_best_is_decided_in_one_place(toy_run, monkeypatch):
     assert resolve_model(toy_run, "best")[0] == "sft"
     with pytest.raises(ValueError, match="unknown model"):
         resolve_model(toy_run, "gpt-4")
+
+
+def test_it_listens_on_this_machine_only_unless_told():
+    from twinlib.serve import build_parser
+
+    args = build_parser().parse_args(["--run", "runs/x"])
+    assert args.host == "127.0.0.1" and args.api_key is None and args.model == "best"
 
 
 def test_cli_says_what_is_missing(tmp_path, capsys):
