@@ -39,7 +39,6 @@ def hf_export(toy_run, tmp_path_factory):
 
 
 def test_hf_folder_loads_with_plain_transformers_and_replies_the_same(toy_run, hf_export):
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_export)

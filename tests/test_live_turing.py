@@ -12,8 +12,6 @@ import json
 import random
 import shutil
 import time
-import warnings
-from pathlib import Path
 
 import pytest
 
@@ -135,6 +133,9 @@ def test_sessions_survive_a_restart_and_store_only_pseudonymized_text(run, engin
         sid = httpx.post(api + "/sessions").json()["session"]                            # the person, by the seed
         assert httpx.post(f"{api}/sessions/{sid}/guess", json={"guess": "twin"}).status_code == 409  # chat first
         assert httpx.post(f"{api}/sessions/{sid}/messages", json={"text": ""}).status_code == 400
+        assert "at most 2000" in httpx.post(f"{api}/sessions/{sid}/messages", json={"text": "x" * 2001}).text
+        assert httpx.post(f"{api}/sessions/{sid}/messages", content=b"{" * 20_000).status_code == 400
+        assert httpx.post(f"{api}/sessions/{sid}/messages", content=b"{oops").status_code == 400
         v = httpx.post(f"{api}/sessions/{sid}/messages", json={"text": "hi Robin, mail me at judge@example.com"}).json()
         assert v["state"] == "waiting" and v["messages"][0]["text"] == "hi <ME>, mail me at <EMAIL>"
         mine = httpx.get(api + "/person/sessions", headers=person).json()["sessions"]

@@ -10,7 +10,6 @@ seeded sampler — are checked directly.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess

@@ -407,15 +407,13 @@ class LiveTuring:
         from fastapi import APIRouter
         from fastapi.responses import FileResponse, RedirectResponse
 
-        from twinlib.serve import RequestError
+        from twinlib.serve import RequestError, read_body
 
         router = APIRouter(prefix="/turing")
         nocache = {"Cache-Control": "no-store"}
 
         async def body_of(request: Request) -> dict:
-            raw = await request.body()
-            if len(raw) > 4 * MAX_TEXT_CHARS + 1024:
-                raise RequestError("the request is too large.")
+            raw = await read_body(request, 8 * MAX_TEXT_CHARS + 1024)  # refused before it is all read
             try:
                 data = json.loads(raw or b"{}")
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
