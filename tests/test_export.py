@@ -123,6 +123,7 @@ def test_gguf_in_llama_cpp_replies_the_same(toy_run, tmp_path):
     llama_cpp = pytest.importorskip(
         "llama_cpp", reason="llama-cpp-python is not installed (pip install -e .[gguf] compiles llama.cpp, "
                             "about 30 minutes on 2 cores): the GGUF export is not checked here")
+    pytest.importorskip("sentencepiece", reason="llama.cpp's converter needs sentencepiece (pip install -e .[gguf])")
     from transformers import AutoTokenizer
 
     try:
