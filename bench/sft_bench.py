@@ -1,24 +1,32 @@
-"""Benchmark: supervised fine-tuning throughput of the tiny profile, our configuration vs TRL's defaults.
+"""Benchmark: how fast stage 2 trains the tiny profile, today's configuration and each change after it.
 
-    python bench/sft_bench.py [--steps 30] [--run-dir runs/sample] [--threads 2] [--json out.json]
+    python bench/sft_bench.py [--pairs 960] [--json out.json]
 
-All runs train the same tiny model (built once, so all start from the same weights) on the
-same conversations (the sample persona's stage-1 pairs, or ``--run-dir``'s) for the same number
-of optimizer steps, each in its own Python process so that each peak memory (peak RSS) is its own:
+Every configuration trains on the same conversations (the sample persona's stage-1 training
+pairs) for the same number of pairs, in its own Python process, on one torch thread (the tiny
+profile's), and prints, side by side:
 
-* **ours**: ``twinlib.sft.sft_config(profile)``, i.e. ``trainer_precision_kwargs()`` (fp32, no
-  activation checkpointing on CPU), batches grouped by length, the tiny profile's batch size and
-  ``max_length``; evaluation and checkpoints are switched off here so that only training is timed;
-* **ours+bf16+ckpt**: the same with only TRL's bf16 and gradient checkpointing put back, to show
-  what those two cost on a CPU by themselves;
-* **TRL defaults**: ``SFTConfig(output_dir, use_cpu=True, max_steps=N)``, nothing else: TRL then
-  trains in bf16 with gradient checkpointing, batch 8, ``max_length=1024``.
+* **tokens/s**: the tokens trained on (padding excluded) per second of ``train()``;
+* **pairs/s**: training pairs per second — the figure that counts when the layout changes the
+  number of tokens a pair takes;
+* **GFLOP/s** achieved: the model's matrix-multiply FLOPs (forward + backward, 3 × the forward's
+  ``2 · tokens · weights`` for every linear layer, the attention's ``QKᵀ`` and ``AV``, and the LM
+  head over the positions it scores) per second, and its share of this machine's **matmul
+  peak** — torch's own single-thread ``mm`` at 128 × 512 × 4096, measured in the same run.
 
-``include_num_input_tokens_seen="non_padding"`` is set in all, for measuring only (it counts
-the tokens trained on; it does not change training). tokens/s = those tokens / ``train()``'s
-wall-clock time (imports, model loading and dataset tokenization excluded). The batch sizes
-differ, so compare tokens/s, not steps/s. CPU seconds are printed too: on a shared machine they
-vary less than wall-clock time.
+The configurations, each one step further than the one before:
+
+1. **before** — the tiny profile as it was before issue 11: GPT-2, 4 layers, dropout 0.1, a system
+   prompt in every example, TRL's fused LM head scoring every position on a CPU;
+2. **+ labelled positions** — :func:`twinlib.sft.label_positions_only`: the LM head scores only the
+   reply tokens that carry a label;
+3. **+ no system prompt** — the tiny template leaves the system prompt out (a fifth of the tokens);
+4. **+ no dropout** — GPT-2 without dropout (its random masks were a tenth of the time);
+5. **ours** — the tiny profile now: a 2-layer Llama-style model (rotary positions, RMSNorm, SwiGLU)
+   with a 64-token window.
+
+Speed is only half of it: ``bench/sft_bench.py`` measures throughput; what each configuration
+*learns* in a fixed time is measured by the tests and ``docs/stage2.md``.
 """
 
 from __future__ import annotations
@@ -36,132 +44,182 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+#: The tiny chat template before issue 11: ChatML with the system prompt rendered.
+TEMPLATE_BEFORE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
 
-KINDS = ("ours", "ours+bf16+ckpt", "trl-defaults")
-HEADERS = {"ours": "ours", "ours+bf16+ckpt": "ours+bf16+ckpt", "trl-defaults": "TRL defaults"}
-
-
-def prepare(workdir: Path, run_dir: str | None) -> tuple[Path, Path]:
-    """A stage-1 run directory (given, or built from the sample persona) and the tiny base model."""
-    from twinlib.modeling import PROFILES, prepare_base_model
-    from twinlib.sft import load_splits
-
-    if run_dir:
-        run = Path(run_dir)
-    else:
-        from twinlib.data import find_exports, read_exports
-        from twinlib.pairs import build_pairs, save_pairs, split_pairs
-        from twinlib.privacy import ME, Anonymizer
-        from twinlib.sample_data import PERSONA_NAME, generate_sample
-
-        sample = ROOT / "data" / "sample"
-        if not any(sample.glob("*.txt")):
-            sample = workdir / "sample"
-            generate_sample(sample)
-        messages = read_exports(find_exports([str(sample)]))
-        anon = Anonymizer.from_messages(messages, me=PERSONA_NAME)
-        pairs = split_pairs(build_pairs(anon.anonymize(messages), me=ME), seed=0)
-        run = workdir / "run"
-        save_pairs(pairs, run)
-    train = load_splits(run)["train"]
-    base = prepare_base_model(PROFILES["tiny"], list(train["prompt"]) + list(train["response"]), workdir / "base")
-    return run, Path(base)
+BEFORE = {"tiny_arch": "gpt2", "tiny_layers": 4, "max_length": 256, "max_prompt_tokens": 192}
+CONFIGS = {
+    "before": dict(profile=BEFORE, system=True, compact=False, dropout=0.1),
+    "+ labelled positions": dict(profile=BEFORE, system=True, compact=True, dropout=0.1),
+    "+ no system prompt": dict(profile=BEFORE, system=False, compact=True, dropout=0.1),
+    "+ no dropout": dict(profile=BEFORE, system=False, compact=True, dropout=0.0),
+    "ours": dict(profile={}, system=False, compact=True, dropout=None),
+}
 
 
-def child(kind: str, run: str, base: str, steps: int, threads: int, out_dir: str) -> dict:
-    """One training run in this process; returns its measurements."""
+def prepare(workdir: Path) -> Path:
+    """A stage-1 run directory built from the sample persona."""
+    from twinlib.data import find_exports, read_exports
+    from twinlib.pairs import build_pairs, save_pairs, split_pairs
+    from twinlib.privacy import ME, Anonymizer
+    from twinlib.sample_data import PERSONA_NAME, generate_sample
+
+    sample = ROOT / "data" / "sample"
+    if not any(sample.glob("*.txt")):
+        sample = workdir / "sample"
+        generate_sample(sample)
+    messages = read_exports(find_exports([str(sample)]))
+    anon = Anonymizer.from_messages(messages, me=PERSONA_NAME)
+    run = workdir / "run"
+    save_pairs(split_pairs(build_pairs(anon.anonymize(messages), me=ME), seed=0), run)
+    return run
+
+
+def matmul_peak(seconds: float = 2.0) -> float:
+    """GFLOP/s of torch's ``mm`` on this thread count, at the shape of the tiny model's layers."""
     import torch
 
-    torch.set_num_threads(threads)
-    from trl import SFTConfig, SFTTrainer
+    a, b = torch.randn(4096, 128), torch.randn(128, 512)
+    for _ in range(5):
+        a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2 * 4096 * 128 * 512 * n / (time.perf_counter() - t0) / 1e9
 
-    from twinlib.modeling import PROFILES, load_model
-    from twinlib.sft import load_splits, sft_config, to_sft_dataset
 
-    prof = PROFILES["tiny"]
+def train_flops(model, batches, compact: bool) -> float:
+    """Matmul FLOPs of training on ``batches`` (lists of (input_ids, labels) rows), forward + backward."""
+    import torch
+
+    linear = sum(m.weight.numel() for name, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and m is not model.get_output_embeddings())
+    if type(model).__name__.startswith("GPT2"):  # GPT-2's Conv1D layers are linear layers too
+        from transformers.pytorch_utils import Conv1D
+
+        linear += sum(m.weight.numel() for m in model.modules() if isinstance(m, Conv1D))
+    cfg = model.config
+    layers, width = cfg.num_hidden_layers, cfg.hidden_size
+    vocab = model.get_output_embeddings().weight.shape[0]
+    flops = 0.0
+    for lengths, labelled in batches:
+        tokens = sum(lengths)
+        longest = max(lengths)
+        flops += 2 * tokens * linear                                       # every linear layer
+        flops += 2 * 2 * layers * width * longest * longest * len(lengths)  # QKᵀ and AV on the padded batch
+        flops += 2 * vocab * width * (labelled if compact else longest * len(lengths))
+    return 3 * flops  # backward ≈ 2 × forward
+
+
+def child(name: str, run: str, pairs: int, out_dir: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from trl import SFTTrainer
+
+    from twinlib.modeling import PROFILES, build_tiny_model, load_model
+    from twinlib.sft import label_positions_only, load_splits, sft_config, to_sft_dataset
+
+    spec = CONFIGS[name]
+    prof = PROFILES["tiny"].with_overrides(**spec["profile"])
+    train_df = load_splits(run)["train"]
+    base = Path(out_dir) / "base"
+    build_tiny_model(list(train_df["prompt"]) + list(train_df["response"]), base, profile=prof)
     model, tok = load_model(base, device="cpu", dtype=torch.float32)
+    if spec["system"]:
+        tok.chat_template = TEMPLATE_BEFORE
+    if spec["dropout"] is not None:
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = spec["dropout"]
     model.train()
-    train = to_sft_dataset(load_splits(run)["train"], tok, prof.max_length)
-    if kind in ("ours", "ours+bf16+ckpt"):
-        extra = {}
-        if kind == "ours+bf16+ckpt":  # only TRL's two CPU-hostile defaults put back, to isolate them
-            from twinlib.modeling import _checkpointing_key
+    ds = to_sft_dataset(train_df, tok, prof.max_length)
+    steps = max(1, pairs // prof.sft_batch_size)
+    cfg = sft_config(prof, out_dir, n_train=len(ds), max_steps=steps, progress=False, eval_strategy="no",
+                     save_strategy="no", load_best_model_at_end=False, logging_steps=10**6)
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
+    seen = []
 
-            extra = {"bf16": True, _checkpointing_key(): True}
-        cfg = sft_config(prof, out_dir, n_train=len(train), max_steps=steps, progress=False,
-                         eval_strategy="no", save_strategy="no", load_best_model_at_end=False, **extra)
-    else:
-        cfg = SFTConfig(output_dir=out_dir, use_cpu=True, max_steps=steps,
-                        include_num_input_tokens_seen="non_padding", disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=train, processing_class=tok)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def record(batch):  # lengths and labelled positions of every batch, for the FLOP count
+        mask = batch["attention_mask"] if "attention_mask" in batch else torch.ones_like(batch["input_ids"])
+        seen.append(([int(x) for x in mask.sum(1)], int((batch["labels"][:, 1:] != -100).sum())))
+        return batch
+
+    collate = trainer.data_collator
+    trainer.data_collator = lambda feats: record(collate(feats))
+    peak = matmul_peak()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    result = trainer.train()
+    if spec["compact"]:
+        with label_positions_only():
+            trainer.train()
+    else:
+        trainer.train()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     tokens = int(trainer.state.num_input_tokens_seen)
+    done = trainer.state.global_step * prof.sft_batch_size
+    flops = train_flops(model, seen, spec["compact"])
     return {
-        "config": kind,
-        "bf16": bool(cfg.bf16),
-        "checkpointing": bool(cfg.gradient_checkpointing),
-        "batch": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
-        "max_length": cfg.max_length,
-        "steps": trainer.state.global_step,
-        "tokens": tokens,
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 2),
-        "tokens_per_s": round(tokens / wall, 1),
-        "s_per_step": round(wall / max(1, trainer.state.global_step), 3),
-        "final_loss": round(result.training_loss, 4),
+        "config": name, "arch": prof.tiny_arch, "layers": prof.tiny_layers, "parameters": sum(p.numel() for p in model.parameters()),
+        "pairs": done, "tokens": tokens, "tokens_per_pair": round(tokens / max(done, 1), 1), "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2), "tokens_per_s": round(tokens / wall, 1), "pairs_per_s": round(done / wall, 1),
+        "gflop_per_s": round(flops / wall / 1e9, 2), "matmul_peak_gflop_per_s": round(peak, 1),
+        "share_of_peak": round(flops / wall / 1e9 / peak, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_before_train_mb": round(rss_before, 1),
     }
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=30, help="optimizer steps per run (default 30)")
-    ap.add_argument("--run-dir", default=None, help="a stage-1 run directory (default: build one from the sample persona)")
-    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads per run")
+    ap.add_argument("--pairs", type=int, default=960, help="training pairs per configuration (default 960: 60 steps of 16)")
+    ap.add_argument("--only", nargs="*", default=None, help="configurations to run (default: all)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--base", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.run_dir, args.base, args.steps, args.threads, args.out)))
+        print("RESULT " + json.dumps(child(args.child, args.run_dir, args.pairs, args.out)))
         return
-
+    names = args.only or list(CONFIGS)
     with tempfile.TemporaryDirectory(prefix="sft_bench_") as tmp:
         work = Path(tmp)
-        run, base = prepare(work, args.run_dir)
+        run = prepare(work)
         rows = []
-        for kind in KINDS:
-            cmd = [sys.executable, __file__, "--child", kind, "--run-dir", str(run), "--base", str(base),
-                   "--steps", str(args.steps), "--threads", str(args.threads), "--out", str(work / kind)]
-            env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        for name in names:
+            cmd = [sys.executable, __file__, "--child", name, "--run-dir", str(run), "--pairs", str(args.pairs),
+                   "--out", str(work / name.replace(" ", "_").replace("+", "p"))]
+            env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not line:
-                sys.exit(f"{kind} run failed:\n{proc.stderr[-3000:]}")
+                sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
             rows.append(json.loads(line[-1][7:]))
-            print(f"{kind}: done in {rows[-1]['wall_s']} s", file=sys.stderr)
-
-    keys = ["bf16", "checkpointing", "batch", "max_length", "steps", "tokens", "wall_s", "cpu_s",
-            "tokens_per_s", "s_per_step", "final_loss", "rss_before_train_mb", "peak_rss_mb"]
+            print(f"{name}: {rows[-1]['wall_s']} s", file=sys.stderr)
+    keys = ["arch", "layers", "parameters", "pairs", "tokens_per_pair", "wall_s", "cpu_s", "tokens_per_s", "pairs_per_s",
+            "gflop_per_s", "matmul_peak_gflop_per_s", "share_of_peak", "peak_rss_mb"]
     width = max(len(k) for k in keys)
-    print(f"\nSFT of the tiny profile, {args.steps} steps, {args.threads} torch thread(s), "
+    print(f"\nStage 2 (SFT) of the tiny profile: {args.pairs} training pairs per configuration, 1 torch thread, "
           f"{os.cpu_count()} CPU core(s)\n")
-    print(f"{'':{width}}" + "".join(f"  {HEADERS[k]:>15}" for k in KINDS))
+    print(f"{'':{width}}" + "".join(f"  {r['config']:>20}" for r in rows))
     for k in keys:
-        print(f"{k:{width}}" + "".join(f"  {str(r[k]):>15}" for r in rows))
-    ours, trl = rows[0], rows[-1]
-    speed = ours["tokens_per_s"] / max(trl["tokens_per_s"], 1e-9)
-    cpu_speed = (ours["tokens"] / ours["cpu_s"]) / max(trl["tokens"] / trl["cpu_s"], 1e-9)
-    print(f"\nours trains {speed:.1f}× as many tokens per wall-clock second as TRL's defaults here "
-          f"({cpu_speed:.1f}× per CPU second).")
+        print(f"{k:{width}}" + "".join(f"  {str(r[k]):>20}" for r in rows))
+    if rows[0]["config"] == "before" and rows[-1]["config"] == "ours":
+        b, o = rows[0], rows[-1]
+        print(f"\nours vs before: {o['tokens_per_s'] / b['tokens_per_s']:.1f}× the tokens per second, "
+              f"{o['pairs_per_s'] / b['pairs_per_s']:.1f}× the training pairs per second.")
     if args.json:
-        Path(args.json).write_text(json.dumps({"steps": args.steps, "threads": args.threads, "runs": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"pairs": args.pairs, "runs": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -108,11 +108,28 @@ def test_fit_messages_drops_oldest_turns_first(tiny):
     short = fit_messages(tok, ctx, "free later?", reply="yeah", max_tokens=budget)
     assert short == build_messages(ctx[1:], "free later?", reply="yeah")
     assert n_tokens(short) <= budget
-    tiny_budget = fit_messages(tok, ctx, "free later?", reply="yeah", max_tokens=5)
-    assert tiny_budget == build_messages([], "free later?", reply="yeah")  # prompt and reply are never cut
+    no_context = n_tokens(build_messages([], "free later?", reply="yeah"))
+    assert fit_messages(tok, ctx, "free later?", reply="yeah", max_tokens=no_context) == \
+        build_messages([], "free later?", reply="yeah")
+    long_msg = "so " * 40 + "free later?"
+    cut = fit_messages(tok, ctx, long_msg, reply="yeah", max_tokens=no_context + 4)
+    assert cut[-1] == {"role": "assistant", "content": "yeah"}             # the reply is never cut
+    assert cut[-2]["content"].startswith("…") and cut[-2]["content"].endswith("free later?")  # the message's end is kept
+    assert n_tokens(cut) <= no_context + 4
     # generation uses the same trimming
     p = prompt_text(tok, ctx, "free later?", max_tokens=n_tokens(build_messages(ctx[1:], "free later?"), gen=True))
-    assert p.endswith("<|im_start|>assistant\n") and "word" not in p and "what?" in p and SYSTEM_PROMPT in p
+    assert p.endswith("<|im_start|>assistant\n") and "word" not in p and "what?" in p
+
+
+def test_the_tiny_template_leaves_the_system_prompt_out_on_purpose(tiny):
+    """The tiny model learns from scratch on this layout only: a system prompt would be a fifth of
+    every example's tokens and tell it nothing. It is dropped, not folded into the first turn."""
+    _, tok = load_model(tiny, device="cpu")
+    assert modeling.supports_system_role(tok)
+    msgs = fit_messages(tok, [], "hi")
+    assert msgs[0] == {"role": "system", "content": SYSTEM_PROMPT}  # the layout is the same for every model
+    text = prompt_text(tok, [], "hi")
+    assert SYSTEM_PROMPT not in text and text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_templates_without_system_role_get_it_folded_into_the_first_turn(tiny):

@@ -139,6 +139,53 @@ def test_sft_config_uses_hardware_kwargs_and_best_checkpoint(tmp_path):
     assert sft_config(prof, tmp_path, n_train=1000, learning_rate=1e-4).learning_rate == 1e-4
 
 
+def test_scoring_only_labelled_positions_gives_the_same_loss(small_run, tmp_path):
+    """label_positions_only() (TRL's compact fused LM head) changes the speed, not the loss or gradients."""
+    import torch
+
+    from twinlib.modeling import get_profile, load_model
+    from twinlib.sft import build_trainer, label_positions_only, load_splits, to_sft_dataset
+
+    prof = get_profile("tiny")
+    model, tok = load_model(small_run.model("base"), device="cpu", dtype=torch.float32)
+    ds = to_sft_dataset(load_splits(small_run)["train"].head(8), tok, prof.max_length)
+    trainer = build_trainer(model, tok, prof, ds, ds, tmp_path / "ckpt", max_steps=1, progress=False)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    model.train()
+    for mod in model.modules():  # no dropout: both passes must see the same network
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+
+    def loss_and_grad():
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    full, g_full = loss_and_grad()
+    with label_positions_only():
+        compact, g_compact = loss_and_grad()
+    assert compact == pytest.approx(full, rel=1e-5)
+    assert torch.allclose(g_full, g_compact, atol=1e-6)
+
+
+def test_training_ends_on_time_budget_or_convergence(small_run):
+    """The stop reason is recorded: a tiny time budget ends training early; a learning rate of 0 never
+    improves the validation loss, so early stopping ends it after `patience` evaluations."""
+    from twinlib import sft
+
+    shutil.rmtree(small_run.model("sft"), ignore_errors=True)
+    budget = sft.train_sft(small_run, "tiny", max_steps=400, progress=False, time_budget_min=0.02, patience=None)
+    assert budget["stop_reason"] == "time budget spent" and budget["steps"] < 400
+    assert budget["best_step"] is not None and budget["time_budget_min"] == 0.02
+    still = sft.train_sft(small_run, "tiny", max_steps=60, progress=False, overwrite=True, patience=2,
+                          learning_rate=0.0, time_budget_min=0)
+    assert still["stop_reason"].startswith("converged") and still["steps"] < 60, still
+    for p in small_run.models.glob("sft.bak-*"):
+        shutil.rmtree(p)
+    shutil.rmtree(small_run.model("sft"))
+
+
 # --------------------------------------------------------------------------- saving and reusing
 
 

@@ -29,6 +29,7 @@ import json
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -278,17 +279,109 @@ def _publish(tmp: Path, final: Path) -> Path | None:
 # --------------------------------------------------------------------------- training
 
 
+@contextmanager
+def label_positions_only():
+    """Score only the positions that have a label while training (TRL's fused LM head, compact).
+
+    TRL's SFT loss runs the LM head through a chunked kernel. On Triton (CUDA) devices it
+    projects only the positions whose label is not ``-100`` (the reply, with completion-only
+    loss); elsewhere it projects every position, because under ``torch.compile`` or XLA a
+    number of positions that changes from batch to batch would recompile. We run eagerly, so
+    scoring the labelled positions only is safe everywhere, and on a CPU it halves the time of a
+    step of the tiny model (the LM head over the whole vocabulary is most of its work and only
+    about a fifth of the tokens are reply tokens; ``bench/sft_bench.py`` measures it). The loss is
+    the same (``tests/test_sft.py`` checks it). A TRL without this switch is left as it is.
+    """
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:  # another TRL version: nothing to switch
+        yield
+        return
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+def time_budget_callback(minutes: float):
+    """A ``TrainerCallback`` that ends training once ``minutes`` of training have passed.
+
+    The step that crosses the budget is evaluated and saved, so the best-checkpoint rule sees
+    it; the callback's ``fired`` says afterwards whether the budget ended the run.
+    """
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self):
+            self.seconds = float(minutes) * 60
+            self.fired = False
+            self.t0 = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.seconds > 0 and self.t0 is not None and time.monotonic() - self.t0 > self.seconds:
+                self.fired = True
+                control.should_training_stop = True
+                control.should_evaluate = args.eval_strategy != "no"
+                control.should_save = args.save_strategy != "no"
+            return control
+
+    return TimeBudget()
+
+
+def pretrain_on_conversations(model, tokenizer, profile: Profile, train_ds, out_dir, minutes: float, seed: int = 0,
+                              progress: bool = True):
+    """Continued pre-training: ``minutes`` of next-token training on *whole* training conversations.
+
+    The same examples as SFT, but the loss covers every token — the friends' turns, the messages
+    answered and the replies — so the model first learns the language of the person's circle,
+    then (in SFT) who says what. Only training-split conversations are read, so nothing of the
+    validation or test split leaks in. Returns ``(model, summary)``.
+    """
+    trainer = build_trainer(model, tokenizer, profile, train_ds, None, out_dir, seed=seed, patience=None,
+                            progress=progress, time_budget_min=minutes, completion_only_loss=False,
+                            eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                            n_evals=1, eval_on_start=False)
+    t0 = time.time()
+    result = trainer.train()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return trainer.model, {"minutes": minutes, "steps": trainer.state.global_step, "train_loss": result.training_loss,
+                           "seconds": round(time.time() - t0, 1)}
+
+
+def stop_reason(steps: int, max_steps: int, budget_fired: bool, patience: int | None) -> str:
+    """Why training ended, in words for the notebook."""
+    if budget_fired:
+        return "time budget spent"
+    if steps < max_steps:
+        return f"converged: the validation loss did not improve for {patience} evaluations in a row"
+    return "planned epochs done"
+
+
 def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir, max_steps=None, seed=0,
-                  patience: int | None = 3, progress: bool = True, **config_overrides):
+                  patience: int | None = 3, progress: bool = True, time_budget_min: float | None = None,
+                  **config_overrides):
     """An ``SFTTrainer`` for ``model`` with :func:`sft_config`, LoRA when the profile asks for it,
-    and early stopping after ``patience`` evaluations without improvement (``None``: off)."""
+    early stopping after ``patience`` evaluations without improvement (``None`` or 0: off) and,
+    with ``time_budget_min`` > 0, a time budget (:func:`time_budget_callback`, in ``trainer.budget``)."""
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
+    config_overrides.setdefault("n_evals", profile.sft_evals)
     cfg = sft_config(profile, out_dir, n_train=len(train_ds), max_steps=max_steps, seed=seed,
                      progress=progress, **config_overrides)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
-    return SFTTrainer(
+    budget = time_budget_callback(time_budget_min) if time_budget_min and time_budget_min > 0 else None
+    if budget is not None:
+        callbacks.append(budget)
+    trainer = SFTTrainer(
         model=model,
         args=cfg,
         train_dataset=train_ds,
@@ -297,6 +390,8 @@ def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir
         peft_config=lora_config(profile) if profile.lora else None,
         callbacks=callbacks,
     )
+    trainer.budget = budget
+    return trainer
 
 
 def train_sft(
@@ -306,9 +401,11 @@ def train_sft(
     overwrite: bool = False,
     max_steps: int | None = None,
     seed: int = 0,
-    patience: int | None = 3,
+    patience: int | None = None,
     max_eval_samples: int | None = 512,
     progress: bool = True,
+    time_budget_min: float | None = None,
+    pretrain_min: float | None = None,
     **config_overrides,
 ) -> dict:
     """Fine-tune the twin on the run's training pairs and save it to ``models/sft``.
@@ -316,6 +413,16 @@ def train_sft(
     ``profile`` is a preset name or a :class:`~twinlib.modeling.Profile`; ``base_model_path``
     the checkpoint to start from (default: the profile's, the tiny model being built in
     ``models/base`` on first use). ``max_steps`` (> 0) overrides the profile's length.
+
+    Training runs until the validation loss stops improving (``patience`` evaluations in a row
+    without a better one; default the profile's ``sft_patience``), the time budget is spent
+    (``time_budget_min``; default the profile's ``sft_time_budget_min``) or the planned epochs
+    are done, whichever comes first; the checkpoint with the best validation loss is the one
+    saved. ``stop_reason`` in the metrics says which ended it.
+
+    ``pretrain_min`` (default the profile's ``sft_pretrain_min``; 0 = off) first spends that many
+    minutes on :func:`pretrain_on_conversations`: the language of the person's circle, every turn
+    of the training conversations, before learning the person's replies.
 
     If ``models/sft`` already holds a model it is **reused** (its saved metrics are returned
     with ``"reused": True``) unless ``overwrite=True``, which trains again and moves the old
@@ -370,6 +477,8 @@ def train_sft(
     threads = torch.get_num_threads()
     if kind == "cpu" and prof.cpu_threads > 0:
         torch.set_num_threads(prof.cpu_threads)  # restored below
+    patience = prof.sft_patience if patience is None else patience
+    budget_min = prof.sft_time_budget_min if time_budget_min is None else time_budget_min
 
     # fixed names: every process must agree on them (a crashed run's leftovers are cleared first)
     tmp, ckpt = run.models / ".sft.tmp", run.models / ".sft.checkpoints"
@@ -379,10 +488,16 @@ def train_sft(
     dist.wait_for_everyone()
     metrics: dict = {}
     try:
+        pretrain = {}
+        minutes = prof.sft_pretrain_min if pretrain_min is None else pretrain_min
+        if minutes and minutes > 0:
+            model, pretrain = pretrain_on_conversations(model, tok, prof, train_ds, ckpt.with_name(".sft.pretrain"),
+                                                        minutes, seed=seed, progress=progress)
         config_overrides.setdefault("eval_on_start", True)  # the untrained model's loss: step 0 of the curve
         trainer = build_trainer(model, tok, prof, train_ds, eval_ds, ckpt, max_steps=max_steps, seed=seed,
-                                patience=patience, progress=progress, **config_overrides)
-        result = trainer.train()
+                                patience=patience, progress=progress, time_budget_min=budget_min, **config_overrides)
+        with label_positions_only():
+            result = trainer.train()
         state = trainer.state
         log_history = list(state.log_history)
         evals = [r["eval_loss"] for r in log_history if "eval_loss" in r]
@@ -406,6 +521,13 @@ def train_sft(
             "steps": state.global_step,
             "epochs": round(float(state.epoch or 0), 3),
             "stopped_early": state.global_step < trainer.args.max_steps,
+            "stop_reason": stop_reason(state.global_step, trainer.args.max_steps,
+                                       bool(trainer.budget and trainer.budget.fired), patience),
+            "time_budget_min": budget_min,
+            "patience": patience,
+            "eval_steps": trainer.args.eval_steps,
+            "learning_rate": trainer.args.learning_rate,
+            "batch_size": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * dist.num_processes,
             "best_step": best_step,
             "initial_eval_loss": evals[0] if evals else None,
             "eval_loss": best,
@@ -414,6 +536,7 @@ def train_sft(
             "total_runtime_s": round(time.time() - t0, 2),
             "tokens_seen": tokens_seen,
             "tokens_per_second": round(tokens_seen / max(runtime, 1e-9), 1),
+            "pretrain": pretrain,
             "trainable_parameters": trained,
             "parameters": total,
             "seed": seed,
