@@ -97,7 +97,12 @@ def test_direction_covers_every_metric_of_the_issue():
     assert DIRECTION["perplexity"] == "lower" and DIRECTION["semantic_similarity"] == "higher"
     assert DIRECTION["turing_judge_accuracy"] == "lower" and DIRECTION["style_distance"] == "lower"
     assert is_better("chrf", 20, 10) and is_better("perplexity", 2, 600) and not is_better("mean_logprob", -3, -1)
-    assert best_model(["base", "sft", "dpo"]) == "dpo" and best_model(["base"]) is None
+    # before any measurement: sft (the model that learned from the person's own replies), never a later stage
+    assert best_model(["base", "sft", "dpo"]) == "sft" and best_model(["base"]) is None
+    # measured: the highest validation fidelity; a tie goes to the simpler model
+    assert best_model({"base": {"fidelity": 0.9}, "sft": {"fidelity": 0.30}, "ppo": {"fidelity": 0.35}}) == "ppo"
+    assert best_model({"sft": {"fidelity": 0.30}, "refined": {"fidelity": 0.30}}) == "sft"
+    assert best_model({"sft": {"fidelity": None}, "dpo": {"fidelity": 0.1}}) == "dpo"
 
 
 def test_reply_metrics_perfect_copy_and_noise():
@@ -110,6 +115,9 @@ def test_reply_metrics_perfect_copy_and_noise():
     assert same["turing_judge_accuracy"] == pytest.approx(0.5, abs=0.05)  # a perfect copy cannot be told apart
     assert same["mean_logprob"] == pytest.approx(-2.0) and same["perplexity"] == pytest.approx(math.exp(2.0))
     assert list(per.columns) == ["semantic_similarity", "chrf", "real_mean_logprob"] and len(per) == len(real)
+    for name in ("semantic_similarity", "chrf", "style_distance", "turing_judge_accuracy", "words_per_reply"):
+        assert same[f"{name}_ci_low"] <= same[name] <= same[f"{name}_ci_high"], name
+    assert same["words_per_reply"] == pytest.approx(same["real_words_per_reply"])
 
     bad, _ = reply_metrics(noise(len(real)), real, None, seed=0)
     for name in ("semantic_similarity", "chrf", "style_distance", "turing_judge_accuracy"):
@@ -152,11 +160,83 @@ def test_tables_compare_in_the_right_direction():
                 "style_distance": 0.2, "turing_judge_accuracy": 0.999, "n": 10},
     }
     t = metrics_table(metrics)
-    assert list(t.index) == ["base", "sft", "ppo"] and list(t.columns) == list(METRICS)
+    assert list(t.index) == ["base", "sft", "ppo"] and list(t.columns) == [m for m in METRICS if m in metrics["sft"]]
     cmp = compare_to_base(metrics)
     assert cmp.loc["sft"].all()
     assert not cmp.loc["ppo", "semantic_similarity"] and not cmp.loc["ppo", "turing_judge_accuracy"]
     assert cmp.loc["ppo", "perplexity"]
+
+
+def test_context_judge_reads_the_message():
+    """Replies that fit their own message pass; the same replies given to other messages are caught,
+    although one at a time they look exactly like the person's (the reply-only judge is at chance)."""
+    from twinlib.turing import automatic_judge, context_judge
+
+    pairs = persona_pairs(160, seed=3)
+    msgs, real = pairs["prompt"].tolist(), pairs["response"].tolist()
+    rng = random.Random(0)
+    # the person's own replies, each answering a message of another topic: right words, wrong message
+    topic = {p: i for i, (prompts, _) in enumerate(TOPICS) for p in prompts}
+    by_topic = {}
+    for m, r in zip(msgs, real):
+        by_topic.setdefault(_topic_of(m), []).append(r)
+    shuffled = [rng.choice([r for t, rs in by_topic.items() if t != _topic_of(m) for r in rs]) for m in msgs]
+    caught = context_judge(msgs, real, shuffled, seed=0)
+    assert caught.accuracy > 0.8 and caught.ci_low > 0.5, caught
+    assert automatic_judge(real, shuffled, seed=0).accuracy < 0.7  # one reply at a time they look right
+    same = context_judge(msgs, real, list(real), seed=0)
+    assert same.accuracy == 0.5 and len(same.per_item) == len(real)
+    assert math.isnan(context_judge(msgs[:3], real[:3], real[:3]).accuracy)
+    with pytest.raises(ValueError):
+        context_judge(msgs, real, real[:-1])
+    del topic
+
+
+def _topic_of(message: str) -> int:
+    for i, (prompts, _) in enumerate(TOPICS):
+        for p in prompts:
+            head = p.split("{")[0]
+            if head and message.startswith(head):
+                return i
+    return -1
+
+
+def test_other_conversation_never_picks_the_same_one():
+    from twinlib.evaluation import other_conversation
+
+    conv = ["a", "a", "b", "b", "b", "c"]
+    other = other_conversation(conv, seed=0)
+    assert all(conv[j] != conv[i] for i, j in enumerate(other))
+    assert list(other_conversation(conv, seed=0)) == list(other)  # seeded
+    assert list(other_conversation(["x", "x"], seed=0)) == [1, 0]  # one conversation: another item of it
+
+
+def test_compare_models_and_verdict():
+    """Paired intervals on per-item values; 'better' only when the interval excludes 0."""
+    from twinlib.evaluation import compare_models, comparison_table, verdict
+
+    rng = np.random.default_rng(0)
+    n = 120
+    base = rng.uniform(0, 20, n)
+    rows = []
+    for name, chrf in (("base", base), ("sft", base + 15 + rng.normal(0, 3, n)), ("ppo", base + 15 + rng.normal(0, 3, n))):
+        rows.append(pd.DataFrame({"model": name, "chrf": chrf, "semantic_similarity": chrf / 100}))
+    df = pd.concat(rows, ignore_index=True)
+    metrics = {m: {"chrf": float(df.loc[df.model == m, "chrf"].mean()),
+                   "semantic_similarity": float(df.loc[df.model == m, "semantic_similarity"].mean()),
+                   "fidelity": f, "fidelity_ci_low": f - 0.01, "fidelity_ci_high": f + 0.01}
+               for m, f in (("base", 0.10), ("sft", 0.30), ("ppo", 0.305))}
+    cmp = compare_models(df, metrics)
+    row = lambda m, ref, k: cmp[(cmp.model == m) & (cmp.against == ref) & (cmp.metric == k)].iloc[0]  # noqa: E731
+    assert row("sft", "base", "chrf")["verdict"] == "better" and row("sft", "base", "fidelity")["verdict"] == "better"
+    assert row("ppo", "sft", "chrf")["verdict"] == "no clear difference"
+    assert row("ppo", "sft", "fidelity")["verdict"] == "no clear difference"  # 0.005 apart, intervals ±0.01
+    assert row("base", "sft", "chrf")["verdict"] == "worse"
+    assert "not measurably different" in verdict(cmp, "ppo", "sft")
+    assert verdict(cmp, "sft", "base").startswith("sft is better than base")
+    assert "WORSE" in verdict(cmp, "base", "sft")
+    table = comparison_table(cmp, "sft")
+    assert list(table.index) == ["base", "ppo"] and "↑" not in table.loc["ppo", "chrf"]
 
 
 def _fake_model_dir(p: Path, twin: dict | None = None, adapter: dict | None = None) -> None:

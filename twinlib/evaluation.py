@@ -4,18 +4,30 @@ Every model the run produced (``base``, ``sft``, ``refined``, ``ppo``, ``dpo``) 
 held-out test conversations — conversations no model was trained on — and its replies are
 compared with what the person really said:
 
-========================  =========================================================  ==========
-metric                    what it measures                                           better
-========================  =========================================================  ==========
-semantic_similarity       mean cosine of MiniLM sentence embeddings, reply vs real   higher
-chrf                      character n-gram F1 (sacrebleu chrF, beta 1, 0-100)        higher
-perplexity                perplexity of the person's real replies under the model    lower
-mean_logprob              mean log-probability per token of the real replies         higher
-style_distance            distance of style profiles (length, emoji, casing,         lower
-                          punctuation, vocabulary, signature phrases), 0-1
-turing_judge_accuracy     cross-validated accuracy of a classifier telling real      lower
-                          from model replies (50 % = indistinguishable)
-========================  =========================================================  ==========
+==========================  =======================================================  ==========
+metric                      what it measures                                         better
+==========================  =======================================================  ==========
+semantic_similarity         mean cosine of MiniLM sentence embeddings, reply vs real higher
+chrf                        character n-gram F1 (sacrebleu chrF, beta 1, 0-100)      higher
+perplexity                  perplexity of the person's real replies under the model  lower
+mean_logprob                mean log-probability per token of the real replies       higher
+context_sensitivity         how much likelier the real reply is after its own        higher
+                            message than after another conversation's (nats/token)
+style_distance              distance of style profiles (length, emoji, casing,       lower
+                            punctuation, vocabulary, signature phrases), 0-1
+turing_judge_accuracy       a classifier telling real from model replies, one reply  lower
+                            at a time (50 % = indistinguishable)
+context_judge_accuracy      given the message and both replies, which is the         lower
+                            person's? (50 % = the replies fit as well as the real)
+habit_accuracy              the sample persona's context habits shown (sample only)  higher
+fidelity                    0.5·chrF/100 + 0.5·semantic similarity on the            higher
+                            *validation* split: the one score that picks the best
+==========================  =======================================================  ==========
+
+Every metric comes with a 95 % interval (``<metric>_ci_low`` / ``<metric>_ci_high``): Wilson for
+the judges' and habits' proportions, a bootstrap over the held-out items for everything else
+(:mod:`twinlib.stats`). :func:`compare_models` gives each model's difference to ``sft`` and to
+``base`` with paired-bootstrap intervals, and :func:`verdict` reads them.
 
 :func:`evaluate_models` writes ``eval/replies.csv`` (``model,prompt,context,real_reply,reply``),
 ``eval/metrics.json`` (``{model: {metric: value}}``) and ``eval/reply_scores.csv`` (per-reply
@@ -45,10 +57,12 @@ from twinlib.rundir import RunDir
 
 #: Every model a run can produce, from the untrained start to the most trained.
 MODEL_ORDER = ("base", "sft", "refined", "ppo", "dpo")
-#: Which trained model stands for "the twin" when one is needed (chat, the Turing game).
-BEST_ORDER = ("ppo", "dpo", "refined", "sft")
+#: The trained models, in the order a tie in fidelity is broken (the simpler model first).
+TRAINED = ("sft", "refined", "dpo", "ppo")
 #: The columns of ``eval/replies.csv``.
 REPLY_COLUMNS = ["model", "prompt", "context", "real_reply", "reply"]
+#: The file :func:`evaluate_models` writes the measured choice of the best model into.
+SELECTION_FILE = "eval/selection.json"
 
 
 @dataclass(frozen=True)
@@ -67,12 +81,23 @@ METRICS: dict[str, Metric] = {
         Metric("chrf", "chrF", "higher", "character n-gram F-score of the replies against the real ones (sacrebleu, 0–100)"),
         Metric("perplexity", "perplexity", "lower", "perplexity of the person's real replies under the model"),
         Metric("mean_logprob", "mean log-prob", "higher", "mean log-probability per token of the person's real replies"),
+        Metric("context_sensitivity", "context sensitivity", "higher",
+               "mean log-prob gap (nats/token) of the real reply after its own message vs after another "
+               "conversation's; 0 = the model ignores the message"),
         Metric("style_distance", "style distance", "lower",
                "distance between the style profiles (length, emoji, casing, punctuation, vocabulary, "
                "signature phrases) of the model's replies and the person's, 0 = same style"),
-        Metric("turing_judge_accuracy", "Turing judge accuracy", "lower",
-               "cross-validated accuracy of a classifier telling the person's replies from the model's; "
-               "50% = indistinguishable, 100% = always caught"),
+        Metric("turing_judge_accuracy", "Turing judge (reply only)", "lower",
+               "cross-validated accuracy of a classifier telling the person's replies from the model's, one "
+               "reply at a time; 50% = indistinguishable, 100% = always caught"),
+        Metric("context_judge_accuracy", "Turing judge (with the message)", "lower",
+               "given the message and both replies, how often a cross-validated judge picks the person's; "
+               "50% = the twin's replies fit the messages as well as the person's"),
+        Metric("habit_accuracy", "habit accuracy", "higher",
+               "share of replies showing the context habit their message calls for (the sample personas only)"),
+        Metric("fidelity", "validation fidelity", "higher",
+               "0.5 × chrF/100 + 0.5 × semantic similarity of sampled replies on the validation split: the "
+               "score that picks the best model"),
     )
 }
 #: For each metric whether ``"higher"`` or ``"lower"`` is better.
@@ -86,10 +111,37 @@ def is_better(metric: str, a: float, b: float) -> bool:
     return a < b
 
 
-def best_model(names: Iterable[str]) -> str | None:
-    """The most trained of ``names`` (ppo > dpo > refined > sft), or ``None``."""
-    names = set(names)
-    return next((m for m in BEST_ORDER if m in names), None)
+def best_model(metrics_or_names) -> str | None:
+    """The best trained model: the highest validation ``fidelity`` in ``metrics`` (``{model: {metric:
+    value}}``); a tie goes to the simpler model (sft < refined < dpo < ppo).
+
+    Given plain names (no measurement yet), ``sft``: the one model known to have learned from the
+    person's own replies, never a later stage that has not been shown to beat it.
+    """
+    if isinstance(metrics_or_names, dict) and metrics_or_names and all(isinstance(v, dict) for v in metrics_or_names.values()):
+        scored = [(m, metrics_or_names[m].get("fidelity")) for m in TRAINED if m in metrics_or_names]
+        scored = [(m, f) for m, f in scored if isinstance(f, (int, float)) and math.isfinite(f)]
+        if scored:
+            top = max(f for _, f in scored)
+            return next(m for m, f in scored if f == top)
+    names = set(metrics_or_names)
+    return next((m for m in TRAINED if m in names), None)
+
+
+def run_best_model(run_dir) -> str | None:
+    """The run's best model by measurement (``eval/selection.json``, written by stage 5), falling
+    back to ``sft`` (then any trained model) before stage 5 has measured."""
+    run = RunDir(run_dir)
+    sel = run.root / SELECTION_FILE
+    found = available_models(run.root)
+    if sel.exists():
+        try:
+            best = json.loads(sel.read_text(encoding="utf-8")).get("best")
+        except ValueError:
+            best = None
+        if best in found:
+            return best
+    return best_model([m for m in found if m != "base"])
 
 
 # --------------------------------------------------------------------------- the run's models
@@ -228,12 +280,105 @@ def chrf_scores(replies: Sequence[str], real: Sequence[str]) -> tuple[float, np.
     return corpus, per
 
 
+def chrf_ci(replies: Sequence[str], real: Sequence[str], n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Corpus chrF with a bootstrap interval over the items (sacrebleu's per-sentence statistics,
+    summed per resample: the same score as :func:`chrf_scores`, fast enough to resample)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF(beta=1)
+    replies = [r if isinstance(r, str) else "" for r in replies]
+    real = [r if isinstance(r, str) else "" for r in real]
+    stats = np.asarray(chrf._extract_corpus_statistics(replies, [real]), dtype=float)
+    value = float(chrf._compute_score_from_stats(list(stats.sum(axis=0))).score)
+    rng = np.random.default_rng(seed)
+    boots = [chrf._compute_score_from_stats(list(stats[rng.integers(0, len(stats), len(stats))].sum(axis=0))).score
+             for _ in range(n_boot)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return value, float(lo), float(hi)
+
+
 def style_gap(replies: Sequence[str], real: Sequence[str], phrases: Sequence[str] | None = None) -> float:
     """:func:`twinlib.style.style_distance` between the style profiles of ``replies`` and ``real``."""
     from twinlib.style import style_distance, style_features
 
     ph = list(phrases) if phrases else None
     return style_distance(style_features(list(replies), ph), style_features(list(real), ph))
+
+
+def style_gap_ci(replies: Sequence[str], real: Sequence[str], phrases: Sequence[str] | None = None,
+                 n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
+    """:func:`style_gap` with a bootstrap interval (items resampled, replies and real together)."""
+    from twinlib.stats import bootstrap_ci
+
+    reps = np.array([r if isinstance(r, str) else "" for r in replies], dtype=object)
+    rl = np.array([r if isinstance(r, str) else "" for r in real], dtype=object)
+    return bootstrap_ci(lambda a, b: style_gap(list(a), list(b), phrases), reps, rl, n_boot=n_boot, seed=seed)
+
+
+def words_and_emoji(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Words and emoji per text (the two numbers that drift first when a reward is gamed)."""
+    from twinlib.style import count_words, find_emoji
+
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    return (np.array([count_words(t) for t in texts], dtype=float), np.array([len(find_emoji(t)) for t in texts], dtype=float))
+
+
+def fidelity_scores(replies: Sequence[str], real: Sequence[str]) -> np.ndarray:
+    """Per reply: 0.5 × sentence chrF / 100 + 0.5 × semantic similarity to the real reply.
+
+    The one documented score that chooses the best model (:func:`best_model`) and PPO's
+    checkpoint: wording (chrF, any script) and meaning (sentence embeddings) weigh the same.
+    """
+    from twinlib.embeddings import cosine
+
+    _, per_chrf = chrf_scores(replies, real)
+    sims = np.asarray(cosine([r if isinstance(r, str) else "" for r in replies], [r if isinstance(r, str) else "" for r in real]),
+                      dtype=float)
+    return 0.5 * per_chrf / 100.0 + 0.5 * sims
+
+
+def other_conversation(conversation_ids: Sequence, seed: int = 0) -> np.ndarray:
+    """For each item the index of an item from *another* conversation (a seeded derangement).
+
+    With a single conversation there is no other one: every item then points at a different
+    item of it (or at itself when there is only one)."""
+    conv = np.asarray([str(c) for c in conversation_ids], dtype=object)
+    n = len(conv)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    out = np.empty(n, dtype=int)
+    for i in range(n):
+        for j in np.r_[order[i:], order[:i]]:
+            if conv[j] != conv[i]:
+                out[i] = j
+                break
+        else:
+            out[i] = (i + 1) % n if n > 1 else i
+    return out
+
+
+def context_sensitivity(model, tokenizer, contexts: Sequence, prompts: Sequence[str], real: Sequence[str],
+                        conversation_ids: Sequence | None = None, max_length: int = 256, seed: int = 0,
+                        own_scores: Sequence[dict] | None = None) -> np.ndarray:
+    """Per item: mean log-prob per token of the person's real reply after its own message and
+    context, minus after the message and context of another conversation (nats per token).
+
+    0 means the model finds the reply as likely after any message: it ignores what it answers.
+    ``own_scores`` (from :func:`twinlib.generation.score_replies` on the own conversations) saves
+    scoring them twice.
+    """
+    ids = conversation_ids if conversation_ids is not None else list(range(len(prompts)))
+    other = other_conversation(ids, seed=seed)
+    own = own_scores or score_replies(model, tokenizer, list(zip(contexts, prompts, real)), max_length=max_length)
+    swapped = score_replies(model, tokenizer, [(contexts[j], prompts[j], r) for j, r in zip(other, real)],
+                            max_length=max_length)
+    return np.array([a["mean_logprob"] - b["mean_logprob"] for a, b in zip(own, swapped)], dtype=float)
+
+
+def _with_ci(out: dict, name: str, value, lo, hi) -> None:
+    out[name] = float(value) if value is not None else float("nan")
+    out[f"{name}_ci_low"] = float(lo) if lo is not None else float("nan")
+    out[f"{name}_ci_high"] = float(hi) if hi is not None else float("nan")
 
 
 def reply_metrics(
@@ -243,41 +388,60 @@ def reply_metrics(
     phrases: Sequence[str] | None = None,
     seed: int = 0,
     judge_folds: int = 5,
+    messages: Sequence[str] | None = None,
+    n_boot: int = 1000,
 ) -> tuple[dict, pd.DataFrame]:
     """All metrics of one model from its ``replies`` and the person's ``real`` replies (same order).
 
     ``real_scores`` are :func:`twinlib.generation.score_replies` results of the real replies
-    under the model (for perplexity and mean log-prob; ``nan`` without them). Returns the
-    metric dict and a per-reply frame (``semantic_similarity``, ``chrf``, ``real_mean_logprob``).
+    under the model (for perplexity and mean log-prob; ``nan`` without them); ``messages`` the
+    messages answered (for the context-aware judge; left out without them). Every metric gets
+    ``_ci_low``/``_ci_high``. Returns the metric dict and a per-reply frame (``semantic_similarity``,
+    ``chrf``, ``real_mean_logprob``, ``context_judge``).
     """
     from twinlib.embeddings import cosine
-    from twinlib.turing import automatic_judge
+    from twinlib.stats import bootstrap_ci, mean_ci
+    from twinlib.turing import automatic_judge, context_judge
 
     replies = [r if isinstance(r, str) else "" for r in replies]
     real = [r if isinstance(r, str) else "" for r in real]
     if len(replies) != len(real) or not real:
         raise ValueError(f"need as many replies as real replies (and some), got {len(replies)} and {len(real)}")
     sims = np.asarray(cosine(replies, real), dtype=float)
-    corpus_chrf, sent_chrf = chrf_scores(replies, real)
-    out = {
-        "semantic_similarity": float(sims.mean()),
-        "chrf": corpus_chrf,
-    }
+    _, sent_chrf = chrf_scores(replies, real)
+    out: dict = {}
+    _with_ci(out, "semantic_similarity", *mean_ci(sims, n_boot=n_boot, seed=seed))
+    _with_ci(out, "chrf", *chrf_ci(replies, real, n_boot=n_boot, seed=seed))
     per = pd.DataFrame({"semantic_similarity": sims, "chrf": sent_chrf})
     if real_scores is not None:
-        lp = sum(s["logprob"] for s in real_scores)
-        toks = sum(s["tokens"] for s in real_scores)
-        mean_lp = lp / max(toks, 1)
-        out["perplexity"] = float(math.exp(min(-mean_lp, 700.0)))
-        out["mean_logprob"] = float(mean_lp)
+        lp = np.array([s["logprob"] for s in real_scores], dtype=float)
+        toks = np.array([s["tokens"] for s in real_scores], dtype=float)
+        ratio = lambda a, b: a.sum() / max(b.sum(), 1.0)  # noqa: E731 — token-weighted mean log-prob
+        mean_lp, lo, hi = bootstrap_ci(ratio, lp, toks, n_boot=n_boot, seed=seed)
+        _with_ci(out, "mean_logprob", mean_lp, lo, hi)
+        ppl = lambda x: float(math.exp(min(-x, 700.0)))  # noqa: E731
+        _with_ci(out, "perplexity", ppl(mean_lp), ppl(hi), ppl(lo))
         per["real_mean_logprob"] = [s["mean_logprob"] for s in real_scores]
     else:
-        out["perplexity"] = out["mean_logprob"] = float("nan")
-    out["style_distance"] = style_gap(replies, real, phrases)
+        for name in ("perplexity", "mean_logprob"):
+            _with_ci(out, name, None, None, None)
+    _with_ci(out, "style_distance", *style_gap_ci(replies, real, phrases, seed=seed))
     judge = automatic_judge(real, replies, folds=judge_folds, seed=seed, paired=True)
     out.update(judge.as_dict())
+    out["turing_judge_accuracy_ci_low"], out["turing_judge_accuracy_ci_high"] = judge.ci_low, judge.ci_high
+    if messages is not None:
+        cj = context_judge(messages, real, replies, folds=judge_folds, seed=seed)
+        out.update(cj.as_dict())
+        out["context_judge_accuracy_ci_low"], out["context_judge_accuracy_ci_high"] = cj.ci_low, cj.ci_high
+        per["context_judge"] = cj.per_item
+    words, emoji = words_and_emoji(replies)
+    real_words, real_emoji = words_and_emoji(real)
+    _with_ci(out, "words_per_reply", *mean_ci(words, n_boot=n_boot, seed=seed))
+    _with_ci(out, "emoji_per_reply", *mean_ci(emoji, n_boot=n_boot, seed=seed))
+    out["real_words_per_reply"] = float(real_words.mean())
+    out["real_emoji_per_reply"] = float(real_emoji.mean())
     out["n"] = len(real)
-    out["mean_reply_words"] = float(np.mean([len(r.split()) for r in replies]))
+    out["mean_reply_words"] = out["words_per_reply"]
     out["empty_reply_rate"] = float(np.mean([not r.strip() for r in replies]))
     return out, per
 
@@ -285,34 +449,58 @@ def reply_metrics(
 # --------------------------------------------------------------------------- evaluation
 
 
+def _habit_rows(run: RunDir, split: str = "test") -> pd.DataFrame:
+    """Every pair of ``split`` whose message calls for one of the sample personas' habits."""
+    from twinlib.sample_data import habit_of
+
+    pairs = pd.read_csv(run.pairs_csv, keep_default_na=False, dtype=str)
+    rows = pairs[(pairs["split"] == split) & (pairs["response"].str.strip() != "")]
+    return rows[[habit_of(p) is not None for p in rows["prompt"]]].reset_index(drop=True)
+
+
 def evaluate_models(
     run_dir,
     models: Sequence[str] | None = None,
-    n_test: int | None = 60,
+    n_test: int | None = 200,
     seed: int = 0,
     settings: GenerationSettings | None = None,
     judge_folds: int = 5,
     progress: bool = True,
     write: bool = True,
     profile="auto",
+    n_validation: int | None = 200,
 ) -> tuple[pd.DataFrame, dict]:
     """Evaluate every model of the run on held-out conversations; write the results to ``eval/``.
 
     Each model (default: all of :data:`MODEL_ORDER` the run has) samples one reply per held-out
-    prompt (``settings``: the stage's sampling settings, ``no_repeat_ngram_size=2``); the real
-    replies are scored under it; then :func:`reply_metrics` compares. Returns ``(replies_df,
-    metrics)``: the frame has the :data:`REPLY_COLUMNS` plus per-reply ``semantic_similarity`` and
-    ``chrf``; ``metrics`` is ``{model: {metric: value}}``.
+    test message (``settings``: the stage's sampling settings, ``no_repeat_ngram_size=2``); the
+    real replies are scored under it after their own message and after another conversation's
+    (context sensitivity); :func:`reply_metrics` compares. The test split's habit messages (the
+    sample personas) are all answered for ``habit_accuracy``. On ``n_validation`` messages of the
+    *validation* split the model's ``fidelity`` is measured, and the model with the best one is
+    written to ``eval/selection.json`` as the run's best (:func:`run_best_model`).
+
+    Returns ``(replies_df, metrics)``: the frame has the :data:`REPLY_COLUMNS` plus per-reply
+    ``semantic_similarity`` and ``chrf``; ``metrics`` is ``{model: {metric: value}}``.
     """
+    from twinlib.sample_data import persona_habit_accuracy
+    from twinlib.stats import mean_ci
+
     run = RunDir(run_dir).ensure()
     sources = available_models(run.root, models)
     if not sources:
         raise FileNotFoundError(f"{run.models} holds no model to evaluate: run notebooks 02–04 first.")
     pairs = held_out_pairs(run.root, n_test=n_test, seed=seed)
+    try:
+        val = held_out_pairs(run.root, n_test=n_validation, seed=seed, split="validation")
+    except ValueError:  # no validation pairs: the best model is then chosen on the test pairs
+        val = pairs
+    habits = _habit_rows(run)
     phrases = _person_phrases(run)
     conversations = list(zip(pairs["context"], pairs["prompt"]))
     real = pairs["response"].tolist()
-    frames, metrics, timings = [], {}, {}
+    conv_ids = pairs["conversation_id"].tolist() if "conversation_id" in pairs else list(range(len(pairs)))
+    frames, metrics, timings, fidelity = [], {}, {}, {}
     names = list(sources)
     it = names
     if progress:
@@ -322,16 +510,35 @@ def evaluate_models(
     prof = later_stage_profile(profile, run)  # every model is asked the same way
     mpt = prof.max_prompt_tokens
     settings_used = settings or settings_for(prof, num_return_sequences=1)
+
+    def sample(model, tok, convs):
+        return [r[0] if r else "" for r in generate_replies(
+            model, tok, convs, n=1, settings=settings_used, seed=seed, max_prompt_tokens=mpt)]
+
     for name in it:
         t0 = time.time()
         model, tok = load_quietly(sources[name])
-        replies = [r[0] if r else "" for r in generate_replies(
-            model, tok, conversations, n=1, settings=settings_used, seed=seed, max_prompt_tokens=mpt)]
-        scores = score_replies(model, tok, [(c, p, r) for (c, p), r in zip(conversations, real)],
-                               max_length=mpt + 64)
+        replies = sample(model, tok, conversations)
+        scores = score_replies(model, tok, [(c, p, r) for (c, p), r in zip(conversations, real)], max_length=mpt + 64)
+        gaps = context_sensitivity(model, tok, pairs["context"].tolist(), pairs["prompt"].tolist(), real, conv_ids,
+                                   max_length=mpt + 64, seed=seed, own_scores=scores)
+        habit_replies = sample(model, tok, list(zip(habits["context"], habits["prompt"]))) if len(habits) else []
+        val_replies = sample(model, tok, list(zip(val["context"], val["prompt"])))
         del model, tok
         release_memory()
-        m, per = reply_metrics(replies, real, scores, phrases=phrases, seed=seed, judge_folds=judge_folds)
+        m, per = reply_metrics(replies, real, scores, phrases=phrases, seed=seed, judge_folds=judge_folds,
+                               messages=pairs["prompt"].tolist())
+        _with_ci(m, "context_sensitivity", *mean_ci(gaps, seed=seed))
+        per["context_gap"] = gaps
+        if len(habits):
+            h = persona_habit_accuracy(habits["prompt"].tolist(), habit_replies)
+            _with_ci(m, "habit_accuracy", h["accuracy"], h["ci_low"], h["ci_high"])
+            m["habit_n"] = h["n"]
+            m["habit_by"] = {k: v["accuracy"] for k, v in h["by_habit"].items()}
+        fid = fidelity_scores(val_replies, val["response"].tolist())
+        fidelity[name] = fid
+        _with_ci(m, "fidelity", *mean_ci(fid, seed=seed))
+        m["fidelity_n"] = len(fid)
         metrics[name] = m
         df = pd.DataFrame({"model": name, "prompt": pairs["prompt"], "context": pairs["context"],
                            "real_reply": real, "reply": replies})
@@ -340,10 +547,28 @@ def evaluate_models(
     replies_df = pd.concat(frames, ignore_index=True)
     if write:
         write_results(run.root, replies_df, metrics, extra={
-            "models": sources, "n_test": len(pairs), "seed": seed, "settings": settings_used.as_kwargs(),
+            "models": {k: _relative(v, run.root) for k, v in sources.items()}, "n_test": len(pairs),
+            "n_validation": len(val), "n_habit": len(habits), "seed": seed, "settings": settings_used.as_kwargs(),
             "signature_phrases": phrases, "seconds": timings, "direction": DIRECTION,
         })
+        best = best_model(metrics)
+        run.write_json(SELECTION_FILE, {
+            "best": best, "score": "fidelity: 0.5 × chrF/100 + 0.5 × semantic similarity, validation split",
+            "fidelity": {k: [metrics[k]["fidelity"], metrics[k]["fidelity_ci_low"], metrics[k]["fidelity_ci_high"]]
+                         for k in metrics},
+            "n_validation": len(val),
+        })
+        per_item = {k: v.tolist() for k, v in fidelity.items()}
+        run.write_json("eval/fidelity_items.json", per_item)
     return replies_df, metrics
+
+
+def _relative(path, root) -> str:
+    """``path`` relative to the run directory when inside it (runs stay movable), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _clean(v):
@@ -361,7 +586,8 @@ def write_results(run_dir, replies_df: pd.DataFrame, metrics: dict, extra: dict 
              "scores": run.eval / "reply_scores.csv"}
     # every field quoted: model output may hold bare carriage returns, which unquoted CSV splits into rows
     replies_df[REPLY_COLUMNS].to_csv(paths["replies"], index=False, quoting=csv.QUOTE_ALL)
-    score_cols = ["model"] + [c for c in ("semantic_similarity", "chrf", "real_mean_logprob") if c in replies_df]
+    score_cols = ["model"] + [c for c in ("semantic_similarity", "chrf", "real_mean_logprob", "context_gap", "context_judge")
+                              if c in replies_df]
     replies_df[score_cols].to_csv(paths["scores"], index=False)
     clean = {m: {k: _clean(v) for k, v in d.items()} for m, d in metrics.items()}
     run.write_json("eval/metrics.json", clean)
@@ -387,14 +613,125 @@ def load_results(run_dir) -> tuple[pd.DataFrame, dict]:
 # --------------------------------------------------------------------------- tables
 
 
-def metrics_table(metrics: dict, metrics_only: bool = True) -> pd.DataFrame:
-    """Models × metrics (rows in :data:`MODEL_ORDER`; the :data:`METRICS` columns first)."""
+def metrics_table(metrics: dict, metrics_only: bool = True, with_ci: bool = False) -> pd.DataFrame:
+    """Models × metrics (rows in :data:`MODEL_ORDER`; the :data:`METRICS` columns first).
+
+    ``with_ci=True`` gives strings ``"value [low, high]"`` instead of numbers.
+    """
+    from twinlib.stats import fmt_ci
+
     df = pd.DataFrame(metrics).T
     order = [m for m in MODEL_ORDER if m in df.index] + [m for m in df.index if m not in MODEL_ORDER]
     cols = [c for c in METRICS if c in df.columns]
     if not metrics_only:
-        cols += [c for c in df.columns if c not in cols]
-    return df.loc[order, cols].astype(float)
+        cols += [c for c in df.columns if c not in cols and not c.endswith(("_ci_low", "_ci_high"))
+                 and not isinstance(df[c].dropna().iloc[0] if df[c].notna().any() else 0, dict)]
+    if not with_ci:
+        return df.loc[order, cols].apply(pd.to_numeric, errors="coerce")
+    digits = {"chrf": 1, "perplexity": 1}
+    out = pd.DataFrame(index=order)
+    for c in cols:
+        out[c] = [fmt_ci(_num(metrics[m].get(c)), _num(metrics[m].get(f"{c}_ci_low")), _num(metrics[m].get(f"{c}_ci_high")),
+                         digits.get(c, 2)) for m in order]
+    return out
+
+
+def _num(v):
+    return float(v) if isinstance(v, (int, float)) and v is not None else None
+
+
+#: The per-item arrays behind each metric that :func:`compare_models` can pair across models.
+PAIRED = {"chrf": "chrf", "semantic_similarity": "semantic_similarity", "context_sensitivity": "context_gap",
+          "context_judge_accuracy": "context_judge"}
+
+
+def compare_models(replies_df: pd.DataFrame, metrics: dict, against: Sequence[str] = ("sft", "base"),
+                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each model's difference to the models in ``against``, with 95% intervals.
+
+    Long frame ``model, against, metric, difference, ci_low, ci_high, verdict``. Metrics with a
+    per-item value (sentence chrF, similarity, context gap, the context judge's pick) get a
+    paired bootstrap over the same held-out items; the others (fidelity, style distance, the
+    reply-only judge, habit accuracy, words and emoji per reply) the difference of the two
+    values with an interval from both intervals (their half-widths added in quadrature), a
+    conservative stand-in where items cannot be paired. ``verdict`` is ``better``, ``worse`` or
+    ``no clear difference`` (the interval holds 0), in the metric's own direction.
+    """
+    from twinlib.stats import paired_diff_ci
+
+    rows = []
+    for ref in against:
+        if ref not in metrics:
+            continue
+        for m in metrics:
+            if m == ref:
+                continue
+            for metric in list(METRICS) + ["words_per_reply", "emoji_per_reply"]:
+                a, b = _num(metrics[m].get(metric)), _num(metrics[ref].get(metric))
+                if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+                    continue
+                col = PAIRED.get(metric)
+                if col is not None and col in replies_df.columns:
+                    x = replies_df.loc[replies_df["model"] == m, col].to_numpy(dtype=float)
+                    y = replies_df.loc[replies_df["model"] == ref, col].to_numpy(dtype=float)
+                    if len(x) == len(y) and len(x):
+                        d, lo, hi = paired_diff_ci(x, y, n_boot=n_boot, seed=seed)
+                        if metric == "chrf":  # per-sentence interval, centred on the corpus difference
+                            lo, hi = (a - b) + (lo - d), (a - b) + (hi - d)
+                            d = a - b
+                        rows.append(_cmp_row(m, ref, metric, d, lo, hi))
+                        continue
+                half = lambda k, v: (_num(metrics[k].get(f"{metric}_ci_high")) or v) - (_num(metrics[k].get(f"{metric}_ci_low")) or v)  # noqa: E731
+                w = 0.5 * math.hypot(half(m, a), half(ref, b))
+                rows.append(_cmp_row(m, ref, metric, a - b, a - b - w, a - b + w))
+    return pd.DataFrame(rows, columns=["model", "against", "metric", "difference", "ci_low", "ci_high", "verdict"])
+
+
+def _cmp_row(model, ref, metric, d, lo, hi) -> dict:
+    direction = DIRECTION.get(metric)
+    if lo <= 0 <= hi or direction is None:
+        verdict = "no clear difference" if direction is not None else ("higher" if lo > 0 else "lower" if hi < 0 else "no clear difference")
+    else:
+        up = lo > 0
+        verdict = "better" if (up == (direction == "higher")) else "worse"
+    return {"model": model, "against": ref, "metric": metric, "difference": float(d), "ci_low": float(lo),
+            "ci_high": float(hi), "verdict": verdict}
+
+
+def comparison_table(cmp: pd.DataFrame, against: str = "sft", digits: int = 3) -> pd.DataFrame:
+    """Models × metrics of :func:`compare_models` against one model, as ``"+0.012 [−0.004, +0.03] ↑"``
+    strings (↑ better, ↓ worse, ≈ no clear difference)."""
+    sub = cmp[cmp["against"] == against]
+    if sub.empty:
+        return pd.DataFrame()
+    mark = {"better": "↑", "worse": "↓", "no clear difference": "≈", "higher": "+", "lower": "−"}
+    sub = sub.assign(text=[f"{d:+.{digits}g} [{lo:+.{digits}g}, {hi:+.{digits}g}] {mark.get(v, '')}"
+                           for d, lo, hi, v in zip(sub["difference"], sub["ci_low"], sub["ci_high"], sub["verdict"])])
+    wide = sub.pivot(index="model", columns="metric", values="text")
+    order = [m for m in MODEL_ORDER if m in wide.index]
+    cols = [c for c in list(METRICS) + ["words_per_reply", "emoji_per_reply"] if c in wide.columns]
+    return wide.loc[order, cols]
+
+
+def verdict(cmp: pd.DataFrame, model: str, against: str = "sft",
+            key_metrics: Sequence[str] = ("fidelity", "chrf", "context_judge_accuracy", "style_distance")) -> str:
+    """One sentence: did ``model`` beat ``against`` on held-out data, metric by metric?"""
+    sub = cmp[(cmp["model"] == model) & (cmp["against"] == against) & cmp["metric"].isin(key_metrics)]
+    if sub.empty:
+        return f"{model} could not be compared with {against} (one of them was not evaluated)."
+    better = sub.loc[sub["verdict"] == "better", "metric"].tolist()
+    worse = sub.loc[sub["verdict"] == "worse", "metric"].tolist()
+    label = lambda ms: ", ".join(METRICS[m].label for m in ms)  # noqa: E731
+    if worse and not better:
+        head = f"{model} is WORSE than {against}"
+    elif better and not worse:
+        head = f"{model} is better than {against}"
+    elif better and worse:
+        head = f"{model} is mixed against {against}"
+    else:
+        head = f"{model} is not measurably different from {against}"
+    parts = [f"better on {label(better)}" if better else "", f"worse on {label(worse)}" if worse else ""]
+    return head + (": " + "; ".join(p for p in parts if p) if any(parts) else "") + " (95% intervals, held-out data)."
 
 
 def compare_to_base(metrics: dict, base: str = "base") -> pd.DataFrame:
@@ -406,7 +743,7 @@ def compare_to_base(metrics: dict, base: str = "base") -> pd.DataFrame:
         if m == base:
             continue
         rows[m] = {k: is_better(k, metrics[m][k], metrics[base][k])
-                   for k in METRICS if metrics[m].get(k) is not None and metrics[base].get(k) is not None}
+                   for k in METRICS if _num(metrics[m].get(k)) is not None and _num(metrics[base].get(k)) is not None}
     return pd.DataFrame(rows).T
 
 

@@ -182,6 +182,102 @@ def automatic_judge(
     return JudgeResult(correct / n, lo, hi, n, correct, k, confidence)
 
 
+# --------------------------------------------------------------------------- context-aware judge
+
+
+def _message_reply_features(messages: Sequence[str], replies: Sequence[str]):
+    """What a judge who reads the message sees in a reply: the reply's own character n-grams and
+    style, how close it is to the message (embedding cosine, shared words, words copied from the
+    message's question), and hashed (message word, reply word) pairs, which let it learn that a
+    "... or ...?" message is answered with one of its options, or "night!" with a sign-off."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from twinlib.embeddings import embed
+    from twinlib.style import tokenize
+
+    msgs = [m if isinstance(m, str) else "" for m in messages]
+    reps = [r if isinstance(r, str) else "" for r in replies]
+    em, er = embed(msgs), embed(reps)
+    cos = (em * er).sum(axis=1)
+    rows, crosses = [], []
+    for m, r in zip(msgs, reps):
+        mt, rt = tokenize(m), tokenize(r)
+        ms, rs = set(mt), set(rt)
+        shared = len(ms & rs)
+        last = set(tokenize(m.splitlines()[-1])) if m.strip() else set()
+        rows.append([shared / max(len(rs), 1), float(shared > 0), len(last & rs) / max(len(rs), 1)])
+        crosses.append(" ".join(f"{a}__{b}" for a in list(ms)[:40] for b in list(rs)[:20]))
+    dense = np.column_stack([cos, np.asarray(rows, dtype=float), style_vectors(reps)])
+    cross = HashingVectorizer(n_features=2**14, token_pattern=r"\S+", alternate_sign=False, norm="l2").transform(crosses)
+    return dense, cross
+
+
+@dataclass
+class PairJudgeResult(JudgeResult):
+    """The context-aware judge's verdict, with one 0 / 0.5 / 1 per item (1: the real reply picked)."""
+
+    per_item: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    def as_dict(self) -> dict:
+        return {"context_judge_accuracy": self.accuracy, "context_judge_ci_low": self.ci_low,
+                "context_judge_ci_high": self.ci_high, "context_judge_n": self.n}
+
+
+def context_judge(messages: Sequence[str], real: Sequence[str], replies: Sequence[str], folds: int = 5,
+                  seed: int = 0, confidence: float = 0.95) -> PairJudgeResult:
+    """Given the message and two replies, which one is the person's? A judge that reads the message.
+
+    The reply-only judge (:func:`automatic_judge`) sees one reply at a time and cannot tell a
+    reply that fits *this* message from one that fits another. This judge sees, per held-out
+    item ``i``, the message ``messages[i]``, the person's real reply ``real[i]`` and the model's
+    ``replies[i]``, and picks one: a logistic regression on the difference of the two replies'
+    features (:func:`_message_reply_features`: reply n-grams and style, closeness to the message,
+    (message word, reply word) pairs), trained on the other folds' items. Accuracy over the items
+    (an identical pair counts as half right) with a Wilson interval: **50% means the twin's replies
+    fit the messages as the person's do; 100% means they never do.** Fewer than 8 items give ``nan``.
+    """
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    real = ["" if not isinstance(t, str) else t for t in real]
+    replies = ["" if not isinstance(t, str) else t for t in replies]
+    n = len(real)
+    if not (len(messages) == n == len(replies)):
+        raise ValueError(f"need one message, real reply and reply per item, got {len(messages)}, {n}, {len(replies)}")
+    if n < 8:
+        nan = float("nan")
+        return PairJudgeResult(nan, nan, nan, 0, 0, 0, confidence, per_item=np.full(n, np.nan))
+    d_real, c_real = _message_reply_features(messages, real)
+    d_twin, c_twin = _message_reply_features(messages, replies)
+    per = np.full(n, 0.5)
+    same = np.array([a.strip() == b.strip() for a, b in zip(real, replies)])
+    k = max(2, min(folds, n // 4))
+    for train_idx, test_idx in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.arange(n)):
+        tf = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=False, sublinear_tf=True)
+        tf.fit([real[i] for i in train_idx] + [replies[i] for i in train_idx])
+        scaler = StandardScaler().fit(np.vstack([d_real[train_idx], d_twin[train_idx]]))
+
+        def feats(idx, dense, cross, texts):
+            return sparse.hstack([tf.transform([texts[i] for i in idx]), sparse.csr_matrix(scaler.transform(dense[idx])),
+                                  cross[idx]]).tocsr()
+
+        a = feats(train_idx, d_real, c_real, real)
+        b = feats(train_idx, d_twin, c_twin, replies)
+        x = sparse.vstack([a - b, b - a])
+        y = np.r_[np.ones(len(train_idx)), np.zeros(len(train_idx))]
+        clf = LogisticRegression(C=1.0, solver="liblinear", fit_intercept=False, random_state=seed).fit(x, y)
+        margin = clf.decision_function(feats(test_idx, d_real, c_real, real) - feats(test_idx, d_twin, c_twin, replies))
+        per[test_idx] = np.where(margin > 0, 1.0, np.where(margin < 0, 0.0, 0.5))
+    per[same] = 0.5
+    correct = float(per.sum())
+    lo, hi = binomial_ci(int(round(correct)), n, confidence)
+    return PairJudgeResult(correct / n, lo, hi, n, int(round(correct)), k, confidence, per_item=per)
+
+
 # --------------------------------------------------------------------------- game items
 
 
