@@ -235,23 +235,27 @@ def test_preferences_and_best_of_k(tmp_path):
 # --------------------------------------------------------------------------- automatic ranker and modes
 
 
-def test_auto_ranker_prefers_the_persons_voice(tmp_path):
-    person = ["haha yeah sounds mint 🌵", "keen as, no stress", "legend haha", "sweet as see you there 🙌",
-              "haha no stress at all", "yeah keen as 🌵"]
-    others = ["Are you coming on Saturday?", "Could you send me the address, please?",
-              "I will be late this evening.", "Did you finish the report?", "Let's meet at noon.", "How was the trip?"]
-    from twinlib.style import StyleProfile
+def test_auto_ranker_prefers_the_reply_closest_to_the_real_one(tmp_path):
+    """The simulated person ranks by closeness to what they really replied, in meaning, wording and
+    form; it does not reward a caricature (an emoji wall, the shortest reply) over the real thing."""
+    from twinlib.ranking import Typicality
 
-    ranker = AutoRanker(person, style=StyleProfile.fit(person, others))
-    cands = ["I shall arrive at noon. Thank you.", "haha keen as 🌵", "", "Yes."]
-    ranks, scores = ranker.rank(cands, reference="haha yeah keen as")
-    assert ranks[1] == 1 and ranks[2] == 4 and scores[2] == 0.0
+    person = ["haha yeah sounds mint 🌵", "keen as, no stress", "legend haha", "sweet as see you there 🙌",
+              "haha no stress at all", "yeah keen as 🌵", "saturday works for me", "on my way now"]
+    ranker = AutoRanker(person, typicality=Typicality(person))
+    cands = ["I shall arrive at noon. Thank you.", "yeah saturday works", "", "🌵 🌵 🌵 🌵 🌵 🌵", "haha"]
+    ranks, scores = ranker.rank(cands, reference="yeah saturday works for me 🌵")
+    assert ranks[1] == 1 and ranks[2] == 5 and scores[2] == 0.0
+    assert scores[1] > scores[3] and scores[1] > scores[4]  # no prize for caricature
+    typ = Typicality(person)
+    assert typ.score("yeah keen as") > typ.score("I shall arrive at noon. Thank you.")
+    assert typ.score("keen as 🌵") > typ.score("🌵 🌵 🌵 🌵 🌵 🌵 🌵")
     items = make_items(2)
-    items[0].candidates = cands
+    items[0].candidates = cands[:4]
     s = RankingSession(RankingStore(tmp_path / "r.jsonl"), items, ranker="auto")
     assert ranker.rank_session(s) == 2 and s.done
     rec = RankingStore(tmp_path / "r.jsonl").judgements()[0]
-    assert rec["ranker"] == "auto" and rec["simulated"] is True and rec["ranks"][1] == 1 and len(rec["scores"]) == 4
+    assert rec["ranker"] == "auto" and rec["simulated"] is True and len(rec["scores"]) == 4
 
 
 def test_resolve_ranker_never_waits(monkeypatch):

@@ -67,14 +67,14 @@ def plot_loss_curves(log_history: Sequence[dict], path=None, title: str = "Super
 
 
 def plot_refinement(history: Sequence[dict], path=None, title: str = "Iterative refinement",
-                    keys: Sequence[str] = ("auto_score", "style_score", "reference_similarity")):
+                    keys: Sequence[str] = ("auto_score", "meaning", "wording", "form")):
     """How the ranking signal moves round by round (stage 3's ``refine_log.json`` ``rounds``).
 
     Round 0 is the stage-2 model. ``auto_score`` (the automatic ranker's score of fresh replies
     to fixed held-out prompts) is drawn with its standard error; the other keys are its parts.
     Rounds learned from simulated rankings are marked "(simulated)" on the x axis.
     """
-    labels = {"auto_score": "auto-ranker score (higher = more like you)", "style_score": "style score",
+    labels = {"auto_score": "auto-ranker score (higher = more like you)", "meaning": "meaning (cosine to the real reply)", "wording": "wording (chrF to the real reply)", "form": "form (typical for you)",
               "reference_similarity": "similarity to the real reply"}
     rows = sorted(history, key=lambda h: h["round"])
     fig, ax = _figure((9.5, 4.0))

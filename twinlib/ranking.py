@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import uuid
@@ -649,41 +650,86 @@ def preference_dataset(records, tokenizer=None, system: str | None = None, **kw)
 # --------------------------------------------------------------------------- automatic ranker
 
 
-class AutoRanker:
-    """A simulated person: ranks candidates by how much they resemble the person's real replies.
+class Typicality:
+    """How typical a reply's form is *for this person*: length, emoji, casing, final punctuation,
+    question and exclamation marks, each scored by how often the person's own replies look like
+    that (1 = the person's most common form, 0 = a form they never use).
 
-    ``score = w_reference · cos(candidate, the real reply to this message)
-    + w_nearest · mean cos(candidate, its 5 nearest real replies of the person)
-    + w_style · StyleProfile.score(candidate)``, with MiniLM sentence embeddings
-    (:mod:`twinlib.embeddings`, offline). Weights of missing parts (no real reply known, no
-    style profile) are spread over the others. Empty candidates score 0. It is a stand-in for
-    papermill runs and CI, not a judge of content: everything it ranks is recorded with
-    ``"ranker": "auto"``.
+    Fitted on the person's replies only: a reply is not rewarded for being *unlike* the people
+    they talk to (that rewards caricature — the shortest reply, an emoji wall), only for being
+    like the person. Length uses a Gaussian on log words; the others the empirical rates.
+    """
+
+    def __init__(self, person_replies: Sequence[str]):
+        from twinlib.style import count_words, ends_with_punct, find_emoji, is_lowercase
+
+        texts = [t for t in person_replies if isinstance(t, str) and t.strip()]
+        if not texts:
+            raise ValueError("Typicality needs some of the person's replies")
+        self._feats = lambda t: (min(len(find_emoji(t)), 3), bool(is_lowercase(t)), bool(ends_with_punct(t)),
+                                 "?" in t, "!" in t)
+        lw = np.array([math.log1p(count_words(t)) for t in texts])
+        self.log_words = (float(lw.mean()), float(max(lw.std(), 0.25)))
+        self._count_words = count_words
+        feats = [self._feats(t) for t in texts]
+        self.rates: list[dict] = []
+        for j in range(5):  # per feature: share of each value, relative to the most common value
+            counts: dict = {}
+            for f in feats:
+                counts[f[j]] = counts.get(f[j], 0) + 1
+            top = max(counts.values())
+            self.rates.append({k: v / top for k, v in counts.items()})
+
+    def score(self, text: str) -> float:
+        text = text if isinstance(text, str) else ""
+        mu, sd = self.log_words
+        parts = [math.exp(-0.5 * ((math.log1p(self._count_words(text)) - mu) / sd) ** 2)]
+        parts += [rates.get(v, 0.0) for rates, v in zip(self.rates, self._feats(text))]
+        return float(np.mean(parts))
+
+    def score_many(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([self.score(t) for t in texts], dtype=float)
+
+
+class AutoRanker:
+    """A SIMULATED person: ranks the twin's candidates the way the person would, by how close each
+    comes to what the person really replied to that message.
+
+    For a training-split message the person's real reply is known, so each candidate gets
+
+    ``score = 0.4 · meaning + 0.4 · wording + 0.2 · form``
+
+    * **meaning**: cosine of sentence embeddings of the candidate and the real reply
+      (:mod:`twinlib.embeddings`, offline);
+    * **wording**: chrF (β = 1) of the candidate against the real reply, / 100 — characters, so
+      it works for any script, Chinese included;
+    * **form**: :class:`Typicality` — length, emoji and punctuation as typical *for this person*.
+
+    Without a real reply (a message the person never answered) ``meaning`` becomes the mean cosine
+    to the person's 5 most similar replies and ``wording`` is left out. Empty candidates score 0.
+    It stands in for the person in papermill runs and CI and is recorded with ``"ranker": "auto"``;
+    the widget is the real thing.
     """
 
     name = "auto"
 
-    def __init__(self, person_replies: Sequence[str], style=None, w_reference: float = 0.4,
-                 w_nearest: float = 0.3, w_style: float = 0.3, bank_size: int = 400, n_nearest: int = 5, seed: int = 0):
+    def __init__(self, person_replies: Sequence[str], typicality: Typicality | None = None, w_meaning: float = 0.4,
+                 w_wording: float = 0.4, w_form: float = 0.2, bank_size: int = 400, n_nearest: int = 5, seed: int = 0):
         replies = [r for r in person_replies if isinstance(r, str) and r.strip()]
         if len(replies) > bank_size:
             rng = np.random.default_rng(seed)
             replies = [replies[i] for i in sorted(rng.choice(len(replies), bank_size, replace=False))]
         self.bank = replies
-        self.style = style
-        self.weights = {"reference": w_reference, "nearest": w_nearest, "style": w_style}
+        self.typicality = typicality
+        self.weights = {"meaning": w_meaning, "wording": w_wording, "form": w_form}
         self.n_nearest = n_nearest
         self._bank_emb = None
 
     @classmethod
     def from_pairs(cls, pairs: pd.DataFrame, **kw) -> "AutoRanker":
-        """Fit on pairs (use the training split): the person's replies vs the messages they answer."""
-        from twinlib.style import StyleProfile
-
+        """Fit on pairs (use the training split): the person's own replies only."""
         person = [t for t in pairs["response"].astype(str) if t.strip()]
-        others = [t for t in pairs["prompt"].astype(str) if t.strip()]
-        style = StyleProfile.fit(person, others) if person and others else None
-        return cls(person, style=style, **kw)
+        return cls(person, typicality=Typicality(person) if person else None, **kw)
 
     def _bank(self):
         from twinlib.embeddings import embed
@@ -693,30 +739,35 @@ class AutoRanker:
         return self._bank_emb
 
     def components(self, candidates: Sequence[str], references: Sequence[str | None] | None = None) -> dict[str, np.ndarray]:
-        """Per-candidate parts of the score: ``reference``, ``nearest``, ``style`` (NaN where unknown)."""
+        """Per-candidate parts of the score: ``meaning``, ``wording``, ``form`` (NaN where unknown)."""
+        from sacrebleu.metrics import CHRF
+
         from twinlib.embeddings import embed
 
         cands = [str(c) for c in candidates]
         n = len(cands)
         refs = list(references) if references is not None else [None] * n
         emb = embed(cands)
-        out = {k: np.full(n, np.nan) for k in ("reference", "nearest", "style")}
+        out = {k: np.full(n, np.nan) for k in ("meaning", "wording", "form")}
         have = [i for i, r in enumerate(refs) if isinstance(r, str) and r.strip()]
         if have:  # each distinct reference embedded once (an item's k candidates share theirs)
             distinct = list(dict.fromkeys(refs[i] for i in have))
             ref_emb = embed(distinct)[[distinct.index(refs[i]) for i in have]]
-            out["reference"][have] = (emb[have] * ref_emb).sum(axis=1)
+            out["meaning"][have] = (emb[have] * ref_emb).sum(axis=1)
+            chrf = CHRF(beta=1)
+            out["wording"][have] = [chrf.sentence_score(cands[i], [refs[i]]).score / 100.0 for i in have]
+        missing = [i for i in range(n) if i not in set(have)]
         bank = self._bank()
-        if len(bank):
-            sims = emb @ bank.T
+        if missing and len(bank):
+            sims = emb[missing] @ bank.T
             m = min(self.n_nearest, sims.shape[1])
-            out["nearest"] = np.sort(sims, axis=1)[:, -m:].mean(axis=1)
-        if self.style is not None:
-            out["style"] = np.array([self.style.score(c) for c in cands], dtype=float)
+            out["meaning"][missing] = np.sort(sims, axis=1)[:, -m:].mean(axis=1)
+        if self.typicality is not None:
+            out["form"] = self.typicality.score_many(cands)
         return out
 
     def score(self, candidates: Sequence[str], references: Sequence[str | None] | str | None = None) -> np.ndarray:
-        """One score per candidate (higher = more like the person). ``references`` is one real reply or one per candidate."""
+        """One score per candidate (higher = closer to the person). ``references`` is one real reply or one per candidate."""
         cands = list(candidates)
         if isinstance(references, str) or references is None:
             references = [references] * len(cands)

@@ -360,14 +360,15 @@ class Refinement:
         refs = [ref for ref, rs in zip(rows["response"], replies) for _ in rs]
         parts = self.ranker.components(flat, refs)
         scores = self.ranker.combine(parts, flat)
-        style = parts["style"]
+        form = parts["form"]
         out = {
             "round": round,
             "model": self.model_meta,
             "auto_score": round_(float(np.mean(scores))),
             "auto_score_se": round_(float(np.std(scores) / math.sqrt(max(len(scores), 1)))),
-            "reference_similarity": round_(float(np.nanmean(parts["reference"]))),
-            "style_score": round_(float(np.nanmean(style))) if not np.all(np.isnan(style)) else None,
+            "meaning": round_(float(np.nanmean(parts["meaning"]))),
+            "wording": round_(float(np.nanmean(parts["wording"]))),
+            "form": round_(float(np.nanmean(form))) if not np.all(np.isnan(form)) else None,
             "empty_rate": round_(float(np.mean([not r.strip() for r in flat]))),
             "mean_words": round_(float(np.mean([len(r.split()) for r in flat]))),
             "examples": [{"prompt": p, "reply": rs[0]} for p, rs in list(zip(rows["prompt"], replies))[:3]],
@@ -380,9 +381,9 @@ class Refinement:
         scores = self.ranker.combine(parts, item.candidates)
         return pd.DataFrame({
             "candidate": item.candidates,
-            "similarity to real reply": np.round(parts["reference"], 3),
-            "similarity to nearest replies": np.round(parts["nearest"], 3),
-            "style": np.round(parts["style"], 3),
+            "meaning (cosine to real reply)": np.round(parts["meaning"], 3),
+            "wording (chrF to real reply)": np.round(parts["wording"], 3),
+            "form (typical for you)": np.round(parts["form"], 3),
             "score": np.round(scores, 3),
             "rank": scores_to_ranks(scores),
         })
