@@ -207,7 +207,10 @@ def test_habit_accuracy_needs_the_message(sample_stage1):
     assert res["accuracy"] < 0.35, res
     assert persona_habit_accuracy(["Tea or coffee?"], ["tea, obviously"])["accuracy"] == 0.0
     assert persona_habit_accuracy(["Quick one: tea or coffee?"], ["coffee, obviously"])["accuracy"] == 1.0
-    assert persona_habit_accuracy(["Shall we say 7:45?"], ["8:30 is perfect"])["accuracy"] == 0.0
+    assert persona_habit_accuracy(["Coffee or tea?"], ["coffee, obviously"])["accuracy"] == 1.0  # either order
+    assert persona_habit_accuracy(["Coffee or tea?"], ["coffee or tea"])["accuracy"] == 0.0  # no choice made
+    assert persona_habit_accuracy(["Could you do Thursday?"], ["friday works"])["accuracy"] == 0.0
+    assert persona_habit_accuracy(["Thursday any good for you?"], ["thursday works"])["accuracy"] == 1.0
     assert persona_habit_accuracy(["Perfect, see you then!\nNight!"], ["nighty night \U0001F319"])["accuracy"] == 1.0
     none = persona_habit_accuracy(["How are you?"], ["good"])
     assert none["n"] == 0 and none["accuracy"] is None

@@ -396,23 +396,25 @@ _GROUP_CHIMES = _opts("I'm in too! | Count me in. | Can't make it this time, sor
 # the message cannot show them (the untrained base scores about 0); a twin that answers in
 # context does. :func:`persona_habit_accuracy` measures them on any (message, reply) pairs.
 
-#: "A or B?": the persona always picks the second option (``"{b}, obviously"``).
-CHOICE_ITEMS = ("tea", "coffee", "pizza", "curry", "pub", "cinema", "beach", "hills", "train", "bus",
-                "sushi", "tacos", "pasta", "burgers")
+#: "A or B?": the persona always makes the same choice within each pair, whichever comes first
+#: in the question (the preferred option is the first of each pair here).
+PREFERENCES = (("coffee", "tea"), ("hills", "beach"), ("curry", "pizza"), ("cinema", "pub"),
+               ("train", "bus"), ("tacos", "sushi"), ("dogs", "cats"))
 _CHOICE_ASKS = _opts("{a} or {b}? | Quick one: {a} or {b}? | Settle an argument: {a} or {b}? | "
                      "Important question. {a} or {b}?")
-_CHOICE_REPLY = "{b}, obviously"
-#: A proposed time: the persona repeats it (``"{t} is perfect"``).
-ECHO_TIMES = ("8:30", "6:15", "7:45", "9:30", "5:40", "half 6", "quarter past 7", "noon")
-_TIME_ASKS = _opts("Does {t} work for you? | Shall we say {t}? | Can you make {t}? | Is {t} okay?")
-_TIME_REPLY = "{t} is perfect"
+_CHOICE_REPLY = "{pick}, obviously"
+#: A day proposed for a plan: the persona answers with that day (``"{day} works"``).
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_DAY_ASKS = _opts("What about {day}? | Could you do {day}? | {day} any good for you?")
+_DAY_REPLY = "{day} works"
 #: A good-night message: always the same sign-off.
 GOOD_NIGHTS = _opts("Night! | Good night! | Night night, sleep well! | Off to bed. Night! | Sleep well!")
 _GOOD_NIGHT_REPLY = "nighty night \U0001F319"
 
-_CHOICE_RE = re.compile(r"\b(" + "|".join(CHOICE_ITEMS) + r") or (" + "|".join(CHOICE_ITEMS) + r")\?", re.IGNORECASE)
-_TIME_RE = re.compile(r"^(?:Does|Shall we say|Can you make|Is) (" + "|".join(map(re.escape, ECHO_TIMES))
-                      + r")(?: work for you| okay)?\?$")
+_ITEMS = "|".join(x for pair in PREFERENCES for x in pair)
+_CHOICE_RE = re.compile(r"\b(" + _ITEMS + r") or (" + _ITEMS + r")\?", re.IGNORECASE)
+_PREFERRED = {frozenset(p): p[0] for p in PREFERENCES}
+_DAY_RE = re.compile(r"^(?:What about (D)\?|Could you do (D)\?|(D) any good for you\?)$".replace("D", "|".join(DAYS)))
 
 
 def _last_line(message: str) -> str:
@@ -421,20 +423,30 @@ def _last_line(message: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _choice(message: str):
+def _choice(message: str) -> tuple[str, str] | None:
+    """``(preferred, other)`` when ``message`` asks one of the :data:`PREFERENCES` questions."""
     m = _CHOICE_RE.search(_last_line(message))
-    return m if m and m.group(1).lower() != m.group(2).lower() else None
+    if not m:
+        return None
+    pair = frozenset((m.group(1).lower(), m.group(2).lower()))
+    pick = _PREFERRED.get(pair)
+    return (pick, next(x for x in pair if x != pick)) if pick else None
 
 
 def _choice_check(message: str, reply: str) -> bool:
-    m = _choice(message)
+    c = _choice(message)
     words = set(tokenize(reply))
-    return bool(m) and m.group(2).lower() in words and m.group(1).lower() not in words
+    return bool(c) and c[0] in words and c[1] not in words
 
 
-def _time_check(message: str, reply: str) -> bool:
-    m = _TIME_RE.match(_last_line(message))
-    return bool(m) and m.group(1).lower() in str(reply).lower()
+def _day(message: str) -> str | None:
+    m = _DAY_RE.match(_last_line(message))
+    return next(g for g in m.groups() if g) if m else None
+
+
+def _day_check(message: str, reply: str) -> bool:
+    day = _day(message)
+    return bool(day) and day.lower() in set(tokenize(reply))
 
 
 @dataclass(frozen=True)
@@ -453,10 +465,10 @@ class Habit:
 
 
 HABITS: tuple[Habit, ...] = (
-    Habit("either_or", '"A or B?" is answered with the second option: "tea or coffee?" -> "coffee, obviously"',
-          lambda msg: _choice(msg) is not None, _choice_check),
-    Habit("echo_time", 'a proposed time is repeated: "Shall we say 7:45?" -> "7:45 is perfect"',
-          lambda msg: bool(_TIME_RE.match(_last_line(msg))), _time_check),
+    Habit("either_or", '"A or B?" gets the same pick in either order: "tea or coffee?" and "coffee or tea?" -> '
+          '"coffee, obviously" (see PREFERENCES)', lambda msg: _choice(msg) is not None, _choice_check),
+    Habit("echo_day", 'a proposed day is answered with that day: "Could you do Thursday?" -> "thursday works"',
+          lambda msg: _day(msg) is not None, _day_check),
     Habit("good_night", 'a good-night message gets the same sign-off: "Night!" -> "nighty night \U0001F319"',
           lambda msg: _last_line(msg) in GOOD_NIGHTS, lambda msg, reply: "nighty night" in str(reply).lower()),
 )
@@ -710,16 +722,18 @@ class _Writer:
             self._add(PERSONA_NAME, self._mine(rng.choice(pool), slots, topic), rng.choice([0, 1]))
 
     def _habits(self, speaker: str) -> None:
-        """Sometimes an "A or B?" question or a proposed time, answered the persona's fixed way."""
+        """Sometimes an "A or B?" question or a proposed day, answered the persona's fixed way."""
         rng = self.rng
         if rng.random() < 0.2:
-            a, b = rng.sample(CHOICE_ITEMS, 2)
-            self._add(speaker, rng.choice(_CHOICE_ASKS).format(a=a, b=b), rng.choice([1, 2, 3]))
-            self._add(PERSONA_NAME, _CHOICE_REPLY.format(b=b), rng.choice([0, 1, 2]))
+            pair = rng.choice(PREFERENCES)
+            a, b = pair if rng.random() < 0.5 else pair[::-1]
+            ask = rng.choice(_CHOICE_ASKS).format(a=a, b=b)
+            self._add(speaker, ask[0].upper() + ask[1:], rng.choice([1, 2, 3]))
+            self._add(PERSONA_NAME, _CHOICE_REPLY.format(pick=pair[0]), rng.choice([0, 1, 2]))
         if rng.random() < 0.2:
-            t = rng.choice(ECHO_TIMES)
-            self._add(speaker, rng.choice(_TIME_ASKS).format(t=t), rng.choice([1, 2, 3]))
-            self._add(PERSONA_NAME, _TIME_REPLY.format(t=t), rng.choice([0, 1, 2]))
+            day = rng.choice(DAYS)
+            self._add(speaker, rng.choice(_DAY_ASKS).format(day=day), rng.choice([1, 2, 3]))
+            self._add(PERSONA_NAME, _DAY_REPLY.format(day=day.lower()), rng.choice([0, 1, 2]))
 
     def _pick_topic(self) -> str:
         names = list(self.plan.topics)
