@@ -225,8 +225,8 @@ def test_train_saves_reuses_and_never_overwrites_silently(small_run, monkeypatch
     assert third["reused"] is False and third["steps"] == 3
     backups = list(small_run.models.glob("sft.bak-*"))
     assert len(backups) == 1 and (backups[0] / "model.safetensors").stat().st_mtime_ns == stamp
-    assert third["previous_model"] == str(backups[0])
-    assert sft.read_metrics(out)["previous_model"] == str(backups[0])
+    assert third["previous_model"] == f"models/{backups[0].name}"  # relative: the run stays movable
+    assert sft.read_metrics(out)["previous_model"] == third["previous_model"]
 
     # the command line (also the `accelerate launch -m twinlib.sft` entry point) reuses it too
     cli = sft.main(["--run-dir", str(small_run.root), "--set", "sft_batch_size=4", "--no-progress"])

@@ -126,11 +126,12 @@ def chat_widget(model, tokenizer, settings: GenerationSettings | None = None, **
 
 
 def pick_model(run_dir, model: str | None = None) -> tuple[str, str]:
-    """``(name, path)`` of the model to chat with: ``model`` or the most trained (ppo > dpo > refined > sft)."""
-    from twinlib.evaluation import available_models, best_model
+    """``(name, path)`` of the model to chat with: ``model`` or the run's best by measurement
+    (:func:`twinlib.evaluation.run_best_model`: stage 5's validation fidelity; ``sft`` before stage 5)."""
+    from twinlib.evaluation import available_models, run_best_model
 
     found = available_models(run_dir, [model] if model else None)  # an unknown or missing model is an error
-    name = model or best_model(found)
+    name = model or run_best_model(run_dir)
     if name is None:
         raise FileNotFoundError(
             f"{Path(run_dir) / 'models'} holds no trained twin (sft, refined, ppo or dpo): run notebook 02 first "
@@ -140,7 +141,7 @@ def pick_model(run_dir, model: str | None = None) -> tuple[str, str]:
 
 
 def load_twin(run_dir, model: str | None = None):
-    """``(name, model, tokenizer)`` of the run's twin: ``model`` or the most trained one."""
+    """``(name, model, tokenizer)`` of the run's twin: ``model`` or the best one by measurement."""
     from twinlib.evaluation import load_quietly
 
     name, path = pick_model(run_dir, model)

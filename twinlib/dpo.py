@@ -75,12 +75,18 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     with atomic_model_dir(out, overwrite) as tmp:
         args = DPOConfig(
             output_dir=str(tmp / "_trainer"), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
-            per_device_train_batch_size=bs, per_device_eval_batch_size=bs, logging_steps=1, save_strategy="no",
+            per_device_train_batch_size=bs, per_device_eval_batch_size=bs, logging_steps=1, disable_tqdm=True, save_strategy="no",
             eval_strategy="no", beta=beta, max_length=prof.max_length, seed=seed, **trainer_precision_kwargs(device),
         )
         train_ds = preferences_to_dataset(train_df, tok, prof.max_length, margin_scale=None)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_ds, processing_class=tok)
-        trainer.train()
+        from twinlib.rewards import quiet_trainer
+        from twinlib.sft import label_positions_only
+
+        quiet_trainer(trainer, "DPO")
+
+        with label_positions_only():  # score the replies' tokens only (see twinlib.sft)
+            trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
         held_out = {}
         if len(test_df):
@@ -91,7 +97,7 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
         save_policy(policy, tok, tmp, source=start)
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         summary = {
-            "start_model": str(start), "pairs": len(prefs), "train_pairs": len(train_df), "test_pairs": len(test_df),
+            "start_model": run.relative(start), "pairs": len(prefs), "train_pairs": len(train_df), "test_pairs": len(test_df),
             "beta": beta, "learning_rate": lr, "batch_size": bs, "epochs": epochs,
             "train_accuracy": _last_epoch_mean(history, "rewards/accuracies", epochs),
             "test_accuracy": held_out.get("eval_rewards/accuracies") if held_out else None,

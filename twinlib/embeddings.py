@@ -128,13 +128,30 @@ def char_ngram_vectors(texts: Sequence[str], dim: int = DIMS["char-ngram"]) -> n
     return out
 
 
+#: Embeddings computed in this process, by (model, text): evaluation embeds the same real replies
+#: and messages for every model of a run, and the ranker the same references every round.
+_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_CACHE_MAX = 200_000
+
+
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """L2-normalized embeddings, one row per text (empty texts embed as well), from this
-    process's model (see the module doc): 384-d (MiniLM, character n-grams) or 512-d (multilingual)."""
+    process's model (see the module doc): 384-d (MiniLM, character n-grams) or 512-d (multilingual).
+    Each distinct text is embedded once per process."""
     texts = [t if isinstance(t, str) else "" for t in texts]
     name = _model_for(texts) if texts else (_active or "minilm")
     if not texts:
         return np.zeros((0, DIMS[name]), dtype=np.float32)
+    todo = list(dict.fromkeys(t for t in texts if (name, t) not in _CACHE))
+    if todo:
+        if len(_CACHE) + len(todo) > _CACHE_MAX:
+            _CACHE.clear()
+        for t, v in zip(todo, _embed_uncached(todo, name, batch_size)):
+            _CACHE[(name, t)] = v
+    return np.stack([_CACHE[(name, t)] for t in texts])
+
+
+def _embed_uncached(texts: list[str], name: str, batch_size: int) -> np.ndarray:
     if name == "char-ngram":
         return char_ngram_vectors(texts)
     if name == "use-multilingual":

@@ -54,6 +54,39 @@ def seed_everything(seed: int = 0) -> None:
         pass
 
 
+#: Warnings of the libraries that say nothing a learner can act on (each was seen in an executed notebook).
+LIBRARY_NOISE = (
+    (FutureWarning, r"(?s).*(is_gradient_checkpointing|gradient_checkpointing|is deprecated and will be removed).*"),
+    (UserWarning, r"(?s).*(attention mask is not set|pad token is same as eos|copying from a non-meta parameter).*"),
+)
+
+
+def quiet_libraries() -> None:
+    """Keep executed notebooks readable: no per-file "Loading weights" / "Writing model shards" /
+    dataset-map progress bars (they read "0%" in any viewer that does not run widgets), no load
+    reports, and none of the library warnings in :data:`LIBRARY_NOISE`. Our own progress bars
+    (training, PPO) and every other warning stay."""
+    import warnings
+
+    for category, pattern in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - torch-free use of the data stage
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def setup(run_dir, seed: int = 0, quiet: bool = False, drive: bool = True) -> RunDir:
     """Prepare a notebook: create the run directory, seed, print versions and the device.
 
@@ -62,6 +95,7 @@ def setup(run_dir, seed: int = 0, quiet: bool = False, drive: bool = True) -> Ru
     nothing. Returns the :class:`~twinlib.rundir.RunDir` that the notebook reads and writes.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
     project = Path(__file__).resolve().parent.parent
     if in_colab() and drive:
         folder = use_drive_on_colab()

@@ -102,44 +102,56 @@ def plot_refinement(history: Sequence[dict], path=None, title: str = "Iterative 
 
 
 PPO_PANELS = (
-    ("mean_reward", "mean reward (score of the replies)"),
+    ("mean_reward", "reward-model score of the replies"),
+    ("val_score", "validation fidelity (held-out)"),
     ("kl", "KL to the reference (nats per reply)"),
     ("clip_frac", "clip fraction"),
     ("value_loss", "value loss (critic)"),
     ("entropy", "entropy (nats per token)"),
     ("approx_kl", "approx. KL old → new (per token)"),
-    ("reply_tokens", "reply length (tokens)"),
-    ("mean_total_reward", "reward minus KL penalty"),
+    ("reply_words", "reply length (words)"),
 )
 
 
-def plot_ppo_curves(logs: Sequence[dict], path=None, title: str = "PPO", panels=PPO_PANELS):
+def plot_ppo_curves(logs: Sequence[dict], path=None, title: str = "PPO", panels=PPO_PANELS,
+                    validation: Sequence[dict] | None = None, kept: int | None = None,
+                    person_words: float | None = None):
     """One small panel per PPO statistic against the update (``models/ppo/ppo_log.json``).
 
-    Mean reward should rise, the KL to the reference should rise and then level off (the
-    penalty holds it), clip fraction and approximate KL should stay small; updates stopped early
-    because the approximate KL ran away are marked with a red dot. A reply length that falls
-    or climbs steadily is the usual sign of reward hacking: the policy found a shortcut the reward
-    model likes (very short or very long replies) rather than the person's style.
+    The reward-model score should rise. The **validation fidelity** (the held-out measure stage 5
+    picks the best model by; ``validation`` holds it, update 0 included) says whether that rise
+    is real: where the score keeps climbing while validation fidelity falls, the policy has
+    started to game the reward model — the update marked "kept" is the one saved. The KL to the
+    reference should level off; clip fraction and approximate KL should stay small; updates
+    stopped early are marked with a red dot at the approximate KL that stopped them. A reply
+    length drifting away from the person's (dotted line) is the usual first sign of hacking.
     """
-    from matplotlib.figure import Figure
-
     cols = (len(panels) + 1) // 2
-    fig = Figure(figsize=(3.7 * cols, 5.5), dpi=100, layout="constrained")
+    fig, axes = _figure((3.7 * cols, 5.5))
+    fig.clf()
     axes = fig.subplots(2, cols).ravel()
     steps = [e.get("step", i + 1) for i, e in enumerate(logs)]
     for ax, (key, label) in zip(axes, panels):
-        ys = [e.get(key) for e in logs]
-        pts = [(s, y) for s, y in zip(steps, ys) if isinstance(y, (int, float))]
+        if key == "val_score" and validation:
+            pts = [(v["step"], v["val_score"]) for v in validation if isinstance(v.get("val_score"), (int, float))]
+        else:
+            pts = [(s, e.get(key)) for s, e in zip(steps, logs) if isinstance(e.get(key), (int, float))]
         if pts:
             xs, vals = zip(*pts)
             ax.plot(xs, vals, ".-", color="tab:blue")
+            if key == "val_score" and kept is not None and kept in xs:
+                ax.plot([kept], [vals[xs.index(kept)]], "*", color="tab:green", markersize=12, label=f"kept: update {kept}")
+                ax.legend(fontsize=8)
             if key == "approx_kl":
-                stopped = [(s, y) for s, y, e in zip(steps, ys, logs) if e.get("early_stopped") and isinstance(y, (int, float))]
+                stopped = [(s, e["stop_approx_kl"]) for s, e in zip(steps, logs)
+                           if e.get("early_stopped") and isinstance(e.get("stop_approx_kl"), (int, float))]
                 if stopped:
                     sx, sy = zip(*stopped)
-                    ax.plot(sx, sy, "o", color="tab:red", label="update stopped early")
+                    ax.plot(sx, sy, "o", color="tab:red", label="stopped here (its approx. KL)")
                     ax.legend(fontsize=8)
+            if key == "reply_words" and person_words is not None:
+                ax.axhline(person_words, color="grey", linestyle=":", label="the person")
+                ax.legend(fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("PPO update")
         ax.grid(alpha=0.3)

@@ -90,6 +90,9 @@ class PPOConfig:
     max_new_tokens: int = 24
     max_prompt_tokens: int = 192
     temperature: float = 1.0         # sampling temperature (log-probs use the same one)
+    normalize_reward: bool = True    # scores → (score − running mean) / running std: the scale of a reward model is arbitrary
+    form_coef: float = 0.0           # weight of the form term (length, emoji, punctuation typical for the person)
+    eval_every: int = 5              # updates between validation measurements (0: never; the last update is kept)
     seed: int = 0
 
 
@@ -107,6 +110,7 @@ def ppo_config_for(profile, **overrides) -> PPOConfig:
     else:
         kw = {"max_new_tokens": min(getattr(profile, "max_new_tokens", 24), 24),
               "max_prompt_tokens": min(getattr(profile, "max_prompt_tokens", 128), 128)}
+    kw["form_coef"] = 0.5  # length, emoji and punctuation stay typical for the person
     kw.update(overrides)
     return PPOConfig(**kw)
 
@@ -175,9 +179,10 @@ def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
 def policy_loss(logprobs, old_logprobs, advantages, mask, clip_param: float = 0.2):
     """PPO's clipped surrogate (to minimise): ``mean(max(−A·r, −A·clip(r, 1−ε, 1+ε)))``, ``r = π/π_old``.
 
-    Returns ``(loss, clip_fraction, approx_kl)``: the share of tokens where the clipped term won
-    (its gradient is zero there), and the estimate ``mean((r − 1) − log r)`` of KL(π_old‖π),
-    which is ≥ 0 and unbiased (Schulman's "k3").
+    Returns ``(loss, clip_fraction, approx_kl)``: the share of tokens whose ratio left
+    ``[1−ε, 1+ε]`` (as CleanRL counts it; where the advantage pushes the ratio further out, the
+    clipped term wins and the gradient is zero), and the estimate ``mean((r − 1) − log r)`` of
+    KL(π_old‖π), which is ≥ 0 and unbiased (Schulman's "k3").
     """
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
@@ -185,7 +190,7 @@ def policy_loss(logprobs, old_logprobs, advantages, mask, clip_param: float = 0.
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_param, 1.0 + clip_param)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     with torch.no_grad():
-        clip_fraction = masked_mean((clipped > unclipped).float(), mask)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_param).float(), mask)
         approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
     return loss, clip_fraction, approx_kl
 
@@ -221,6 +226,29 @@ def ppo_iter(batch_size: int, minibatch_size: int, epochs: int, generator: torch
         perm = torch.randperm(batch_size, generator=generator)
         for start in range(0, batch_size, minibatch_size):
             yield epoch, perm[start : start + minibatch_size]
+
+
+class RunningMoments:
+    """Running mean and standard deviation of every reward seen so far (Chan et al.'s parallel update)."""
+
+    def __init__(self):
+        self.mean, self.var, self.count = 0.0, 1.0, 0
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().float().flatten()
+        n = int(x.numel())
+        if n == 0:
+            return
+        m, v = float(x.mean()), float(x.var(unbiased=False))
+        total = self.count + n
+        delta = m - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + v * n + delta ** 2 * self.count * n / total) / total if self.count else v
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self.var, 0.0))
 
 
 class FixedKLController:
@@ -324,7 +352,7 @@ def ppo_update(model, optimizer, accelerator, rollout: dict, advantages, returns
     mask = rollout["mask"].float()
     P = rollout["prompt_len"]
     stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_frac", "value_clip_frac", "approx_kl")}
-    early_stopped = False
+    early_stopped, stop_kl = False, None
     n = rollout["input_ids"].shape[0]
     for _, idx in ppo_iter(n, config.minibatch_size, config.ppo_epochs, generator):
         m = mask[idx]
@@ -335,6 +363,7 @@ def ppo_update(model, optimizer, accelerator, rollout: dict, advantages, returns
         kl_now = accelerator.reduce(approx_kl.detach().reshape(1), reduction="mean").item()
         if config.max_approx_kl is not None and kl_now > config.max_approx_kl:
             early_stopped = True  # the policy has moved too far from the one that sampled: stop here
+            stop_kl = kl_now
             break
         loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * ent
         accelerator.backward(loss)
@@ -348,6 +377,7 @@ def ppo_update(model, optimizer, accelerator, rollout: dict, advantages, returns
     out = {k: (sum(v) / len(v) if v else float("nan")) for k, v in stats.items()}
     out["minibatches"] = len(stats["policy_loss"])
     out["early_stopped"] = early_stopped
+    out["stop_approx_kl"] = stop_kl  # the value that triggered the stop (None when none did)
     return out
 
 
@@ -377,10 +407,16 @@ class PPOTrainer:
     """
 
     def __init__(self, policy, tokenizer, prompts, reward_fn: RewardFn, config: PPOConfig | None = None,
-                 ref_model=None, accelerator=None, system: str | None = SYSTEM_PROMPT):
+                 ref_model=None, accelerator=None, system: str | None = SYSTEM_PROMPT,
+                 form_fn: Callable[[Sequence[str]], Sequence[float]] | None = None,
+                 validator: Callable[[object], float] | None = None):
         from accelerate import Accelerator
 
         self.config = config or PPOConfig()
+        self.form_fn = form_fn
+        self.validator = validator
+        self.reward_stats = RunningMoments()
+        self.best = None  # (update, validation score, trainable state) of the best validated policy
         self.accelerator = accelerator or Accelerator()
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
@@ -459,7 +495,15 @@ class PPOTrainer:
         replies = [tok.decode(r[m.bool()], skip_special_tokens=True).strip() for r, m in zip(response, mask)]
         contexts = [c for c, _ in conversations]
         prompts = [p for _, p in conversations]
-        scores = torch.tensor([float(s) for s in self.reward_fn(contexts, prompts, replies)], device=device)
+        raw = torch.tensor([float(s) for s in self.reward_fn(contexts, prompts, replies)], device=device)
+        scores = raw
+        if cfg.normalize_reward:  # the reward model's scale is arbitrary: whiten with running moments
+            self.reward_stats.update(raw)
+            scores = (raw - self.reward_stats.mean) / max(self.reward_stats.std, 1e-6)
+        form = None
+        if self.form_fn is not None and cfg.form_coef:
+            form = torch.tensor([float(f) for f in self.form_fn(replies)], device=device)
+            scores = scores + cfg.form_coef * form
         logprobs, values, _ = ac(seqs, attention_mask, P, cfg.temperature)
         if self.ref_model is not None:
             ref_logits, _ = response_logits(self.ref_model, seqs, attention_mask, P)
@@ -471,7 +515,7 @@ class PPOTrainer:
         return {
             "input_ids": seqs, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
             "logprobs": logprobs * maskf, "ref_logprobs": ref_logprobs * maskf, "values": values * maskf,
-            "scores": scores, "replies": replies, "prompts": prompts,
+            "scores": scores, "raw_scores": raw, "form": form, "replies": replies, "prompts": prompts,
         }
 
     def _mean(self, x) -> float:
@@ -491,9 +535,13 @@ class PPOTrainer:
         stats = ppo_update(self.model, self.optimizer, self.accelerator, batch, advantages, returns, cfg, self.generator)
         kl_per_reply = self._mean(kl.sum(1).mean())
         self.kl_ctl.update(kl_per_reply, cfg.batch_size * self.accelerator.num_processes)
+        words = [len(r.split()) for r in batch["replies"]]
         entry = {
             "step": len(self.logs) + 1,
-            "mean_reward": self._mean(batch["scores"].mean()),
+            "mean_reward": self._mean(batch["raw_scores"].mean()),
+            "mean_shaped_reward": self._mean(batch["scores"].mean()),
+            "mean_form": self._mean(batch["form"].mean()) if batch["form"] is not None else None,
+            "reply_words": self._mean(sum(words) / max(len(words), 1)),
             "kl": kl_per_reply,
             "kl_coef": kl_coef,
             "mean_total_reward": self._mean(rewards.sum(1).mean()),
@@ -505,16 +553,57 @@ class PPOTrainer:
         self.logs.append(entry)
         return entry
 
+    def _trainable_state(self) -> dict:
+        """A copy of what PPO changes: the policy's trainable weights (the LoRA adapter, or the whole
+        tiny model) and the value head."""
+        return {n: p.detach().clone() for n, p in self.actor_critic.named_parameters() if p.requires_grad}
+
+    def validate(self, update: int) -> float | None:
+        """Score the current policy with ``validator`` (held-out data) and keep it if it is the best so far."""
+        if self.validator is None:
+            return None
+        rng = torch.get_rng_state()  # the validator samples with its own seed: keep the rollouts' stream
+        try:
+            score = float(self.validator(self.policy))
+        finally:
+            torch.set_rng_state(rng)
+        if self.best is None or score > self.best[1]:
+            self.best = (update, score, self._trainable_state())
+        return score
+
+    def restore_best(self) -> int | None:
+        """Load the best validated weights back (the update they come from; None without a validator)."""
+        if self.best is None:
+            return None
+        update, _, state = self.best
+        params = dict(self.actor_critic.named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+        return update
+
     def train(self, steps: int | None = None, progress: bool = True, log_path=None) -> list[dict]:
         """Run ``steps`` updates (default ``config.steps``); returns the log (one dict per update).
-        With ``log_path`` the log is (re)written there after every update."""
-        from tqdm.auto import tqdm
+
+        With a ``validator`` the starting policy (update 0) and every ``config.eval_every``-th
+        update (and the last) are scored on held-out data, and the best of them is loaded back at
+        the end (:meth:`restore_best`): PPO keeps its best validated update, not its last, so a
+        run that starts to game its reward model hands on the policy from before that began.
+        With ``log_path`` the log is (re)written there after every update.
+        """
+        from twinlib.progress import Progress
 
         steps = self.config.steps if steps is None else steps
-        bar = tqdm(range(steps), desc="PPO", unit="update", disable=not progress or not self.accelerator.is_main_process)
-        for _ in bar:
+        if self.validator is not None and not self.logs:
+            self.validation = [{"step": 0, "val_score": self.validate(0)}]
+        bar = Progress("PPO updates", steps, enabled=bool(progress) and self.accelerator.is_main_process)
+        for i in range(steps):
             e = self.step()
-            bar.set_postfix(reward=f"{e['mean_reward']:.3f}", kl=f"{e['kl']:.2f}", clip=f"{e['clip_frac']:.2f}")
+            every = self.config.eval_every
+            if self.validator is not None and ((every and e["step"] % every == 0) or i == steps - 1):
+                e["val_score"] = self.validate(e["step"])
+                self.validation.append({"step": e["step"], "val_score": e["val_score"]})
+            bar.update(i + 1, f"reward {e['mean_reward']:.3f}, KL {e['kl']:.2f}, clip {e['clip_frac']:.2f}")
             if log_path is not None and self.accelerator.is_main_process:
                 write_log(self.logs, log_path)
         return self.logs
@@ -746,13 +835,111 @@ def train_prompts(run, split: str = "train", limit: int | None = None, seed: int
     return df[["context", "prompt"] + (["response"] if "response" in df.columns else [])].reset_index(drop=True)
 
 
+def fidelity_validator(run, profile, tokenizer, n: int = 64, seed: int = 0, split: str = "validation"):
+    """A PPO ``validator``: the validation fidelity (:func:`twinlib.evaluation.fidelity_scores`, the
+    score stage 5 picks the best model by) of a policy, from two replies sampled with the stage
+    settings for ``n`` fixed ``split`` messages (never the test split), the same seed every time."""
+    from twinlib.evaluation import fidelity_scores
+    from twinlib.generation import generate_replies, settings_for
+
+    rows = train_prompts(run, split=split, limit=n, seed=seed)
+    if rows.empty:
+        rows = train_prompts(run, split="train", limit=n, seed=seed)
+    convs = list(zip(rows["context"], rows["prompt"]))
+    real = rows["response"].tolist()
+
+    def validate(policy) -> float:
+        replies = generate_replies(policy, tokenizer, convs, n=2, settings=settings_for(profile, num_return_sequences=2),
+                                   seed=seed + 777, max_prompt_tokens=profile.max_prompt_tokens)
+        return float(fidelity_scores([r[0] for r in replies], [r[1] for r in replies], real).mean())
+
+    validate.n = len(rows)
+    return validate
+
+
+def person_form(run):
+    """The form term of PPO's reward: how typical a reply's length, emoji and punctuation are for the
+    person (:class:`twinlib.ranking.Typicality`, fitted on their training replies), minus the
+    typicality of their own replies, so that replies as typical as the person's score 0."""
+    import numpy as np
+
+    from twinlib.ranking import Typicality
+
+    rows = train_prompts(run, split="train")
+    real = [r for r in rows.get("response", []) if str(r).strip()]
+    typ = Typicality(real)
+    centre = float(np.mean(typ.score_many(real)))
+
+    def form(replies):
+        return [s - centre for s in typ.score_many(replies)]
+
+    return form
+
+
+def explain_rollout(trainer: "PPOTrainer", conversation: tuple, reply_index: int = 0):
+    """One real rollout, step by step, as a table: for every token of a sampled reply, its
+    log-probability under the policy and under the reference, the KL penalty it pays, the reward
+    it receives (the score lands on the last token), the critic's value, the TD error δ and the
+    GAE advantage — the numbers :func:`compute_rewards` and :func:`gae` compute, for a reader to
+    follow by hand. Nothing is trained."""
+    import pandas as pd
+
+    cfg = trainer.config
+    batch = trainer.rollout([conversation])
+    mask = batch["mask"].float()
+    rewards, kl = compute_rewards(batch["scores"], batch["logprobs"], batch["ref_logprobs"], mask, trainer.kl_ctl.value)
+    adv, returns = gae(rewards, batch["values"], mask, cfg.gamma, cfg.lam)
+    n = int(mask[reply_index].sum())
+    ids = batch["input_ids"][reply_index, batch["prompt_len"]:][:n]
+    values = batch["values"][reply_index, :n]
+    next_values = torch.cat([values[1:], values.new_zeros(1)])
+    delta = rewards[reply_index, :n] + cfg.gamma * next_values - values
+    table = pd.DataFrame({
+        "token": [trainer.tokenizer.decode([int(t)]) for t in ids],
+        "log π (policy)": batch["logprobs"][reply_index, :n].tolist(),
+        "log π_ref": batch["ref_logprobs"][reply_index, :n].tolist(),
+        "KL term": kl[reply_index, :n].tolist(),
+        "reward r_t = −β·KL (+ score)": rewards[reply_index, :n].tolist(),
+        "value V_t": values.tolist(),
+        "δ_t = r_t + γV_{t+1} − V_t": delta.tolist(),
+        "advantage A_t": adv[reply_index, :n].tolist(),
+    }).round(4)
+    return {"reply": batch["replies"][reply_index], "score": float(batch["scores"][reply_index]),
+            "raw_score": float(batch["raw_scores"][reply_index]), "beta": trainer.kl_ctl.value, "table": table}
+
+
+def make_reward(run, reward, start, profile, seed: int = 0):
+    """``(reward_fn, name)`` for PPO: ``"model"`` (the reward model in ``models/reward``), ``"judge"``
+    (the automatic Turing judge, :class:`twinlib.rewards.JudgeReward`), ``"mix"`` (both,
+    standardized and summed) or any reward function."""
+    from twinlib.rewards import JudgeReward, MixedReward, RewardModelScorer
+
+    if not isinstance(reward, str):
+        return reward, getattr(reward, "__name__", "custom")
+    if reward not in ("model", "judge", "mix"):
+        raise ValueError(f"reward must be 'model', 'judge', 'mix' or a function, got {reward!r}")
+    parts = []
+    if reward in ("model", "mix"):
+        parts.append(RewardModelScorer(run.require(run.model("reward"), "the reward-model section of 04_ppo.ipynb")))
+    if reward in ("judge", "mix"):
+        parts.append(JudgeReward(run, start, profile, seed=seed))
+    names = {"model": "reward model (models/reward)", "judge": "the automatic Turing judge",
+             "mix": "reward model + Turing judge"}
+    return (parts[0] if len(parts) == 1 else MixedReward(run, parts, seed=seed)), names[reward]
+
+
 def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model", config: PPOConfig | None = None,
             base_model: str | None = None, overwrite: bool = False, max_prompts: int | None = 512,
-            progress: bool = True, log=print) -> dict:
+            progress: bool = True, log=print, validate: bool = True, n_validation: int = 64) -> dict:
     """Stage 4's PPO on a run directory: the twin (``models/<start_from>``, falling back to
     ``models/sft``) against ``reward`` (``"model"`` = the reward model in ``models/reward``, or any
     reward function), saved to ``models/ppo`` with ``ppo_log.json`` and ``ppo.json``.
 
+    The reward is whitened with running moments and, with ``config.form_coef``, a form term keeps
+    length, emoji and punctuation typical for the person (:func:`person_form`). With ``validate``
+    the starting twin and every ``config.eval_every``-th update are scored on ``n_validation``
+    validation messages (:func:`fidelity_validator`) and the best of them is what is saved: the
+    saved PPO model is never one that validated worse than its start.
     An existing ``models/ppo`` is reused (its summary returned) unless ``overwrite=True``.
     """
     from twinlib.modeling import later_stage_profile
@@ -766,22 +953,25 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
         return done
     start = resolve_start_model(run, start_from, log)
     config = config or ppo_config_for(prof)
-    if reward == "model":
-        reward_fn = RewardModelScorer(run.require(run.model("reward"), "the reward-model section of 04_ppo.ipynb"))
-        reward_name = "reward model (models/reward)"
-    else:
-        reward_fn, reward_name = reward, getattr(reward, "__name__", "custom")
+    reward_fn, reward_name = make_reward(run, reward, start, prof, seed=config.seed)
     policy, tok = load_policy(start, prof)
     prompts = train_prompts(run, limit=max_prompts, seed=config.seed)
-    trainer = PPOTrainer(policy, tok, prompts, reward_fn, config)
+    validator = fidelity_validator(run, prof, tok, n=n_validation, seed=config.seed) if validate else None
+    form_fn = person_form(run) if config.form_coef else None
+    trainer = PPOTrainer(policy, tok, prompts, reward_fn, config, form_fn=form_fn, validator=validator)
     t0 = time.time()
     partial = out.with_name(f".{out.name}.partial")  # the log as it grows, for a look during training
     logs = trainer.train(progress=progress, log_path=partial / "ppo_log.json")
+    kept = trainer.restore_best()
+    validation = getattr(trainer, "validation", [])
     summary = {
-        "start_model": str(start), "reward": reward_name, "config": asdict(config),
+        "start_model": run.relative(start), "reward": reward_name, "config": asdict(config),
         "steps": len(logs), "seconds": round(time.time() - t0, 1),
         "first_reward": logs[0]["mean_reward"] if logs else None,
         "final_reward": _tail_mean(logs, "mean_reward"), "final_kl": _tail_mean(logs, "kl"),
+        "validation": validation, "kept_update": kept,
+        "kept_val_score": trainer.best[1] if trainer.best else None,
+        "start_val_score": validation[0]["val_score"] if validation else None,
     }
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
@@ -791,8 +981,13 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
             write_log(logs, tmp / "ppo_log.json")
             (tmp / "ppo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         shutil.rmtree(partial, ignore_errors=True)
-    log(f"PPO: {len(logs)} updates in {summary['seconds']:.0f} s; mean reward {summary['first_reward']:.3f} → "
-        f"{summary['final_reward']:.3f}, KL to the reference {summary['final_kl']:.2f} nats per reply; saved to {out}")
+    kept_note = ""
+    if kept is not None:
+        kept_note = (f"; kept update {kept} of {len(logs)} (validation fidelity {summary['kept_val_score']:.3f}, "
+                     f"start {summary['start_val_score']:.3f})" + (": no update beat the start, so the saved model is the start"
+                                                                   if kept == 0 else ""))
+    log(f"PPO: {len(logs)} updates in {summary['seconds']:.0f} s; reward-model score {summary['first_reward']:.3f} → "
+        f"{summary['final_reward']:.3f}, KL to the reference {summary['final_kl']:.2f} nats per reply{kept_note}; saved to {out}")
     return summary
 
 

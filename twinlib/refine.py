@@ -130,8 +130,8 @@ class Refinement:
     """
 
     def __init__(self, run_dir, profile: str | Profile = "tiny", k: int = 4, prompts_per_round: int = 32,
-                 eval_prompts: int = 24, eval_samples: int = 8, epochs_per_round: float = 3.0,
-                 max_steps_per_round: int | None = None, mix_original: float = 1.0, lr_scale: float = 0.5,
+                 eval_prompts: int = 96, eval_samples: int = 2, epochs_per_round: float = 2.0,
+                 max_steps_per_round: int | None = None, mix_original: float = 1.0, lr_scale: float = 0.2,
                  seed: int = 0, overwrite: bool = False, verbose: bool = True, progress: bool = False,
                  gen_batch_size: int = 64, threads: int | None = None):
         self.run = RunDir(run_dir)
@@ -324,14 +324,12 @@ class Refinement:
         try:
             trainer = build_trainer(
                 self.model, self.tokenizer, prof, train_ds, eval_ds, ckpt, max_steps=steps, seed=self.seed + round,
-                patience=None, progress=self.progress, n_evals=2,
+                patience=None, progress=f"round {round}: learning" if self.progress else False, n_evals=2,
                 learning_rate=prof.sft_learning_rate * self.lr_scale, warmup_steps=0,
             )
-            if not self.progress:  # without tqdm, transformers prints every log dict: keep the notebook quiet
-                from transformers.trainer_callback import PrinterCallback
+            from twinlib.sft import label_positions_only
 
-                trainer.remove_callback(PrinterCallback)
-            with _torch_threads(self._threads()):
+            with _torch_threads(self._threads()), label_positions_only():
                 result = trainer.train()
             model = trainer.model
             if prof.lora and hasattr(model, "merge_and_unload"):
@@ -346,13 +344,16 @@ class Refinement:
                 "n_examples": len(train_ds), "n_original": n_orig}
 
     def measure(self, round: int) -> dict:
-        """Fresh replies to the held-out prompts, scored by the automatic ranker (same seed every round)."""
+        """Fresh replies to the fixed held-out (validation) prompts, the same sampling seed every round:
+        the automatic ranker's score and the validation ``fidelity`` (:func:`twinlib.evaluation.fidelity_scores`,
+        the score stage 5 picks the best model by), one value per prompt for paired comparisons."""
+        from twinlib.evaluation import fidelity_scores, words_and_emoji
         from twinlib.generation import generate_replies, settings_for
 
         rows = self.eval_rows
         with _torch_threads(self._threads()):
             replies = generate_replies(
-                self.model, self.tokenizer, list(zip(rows["context"], rows["prompt"])), n=self.eval_samples,
+                self.model, self.tokenizer, list(zip(rows["context"], rows["prompt"])), n=max(2, self.eval_samples),
                 settings=settings_for(self.profile), seed=self.seed + 12345, batch_size=self.gen_batch_size,
                 max_prompt_tokens=self.profile.max_prompt_tokens,
             )
@@ -361,6 +362,8 @@ class Refinement:
         parts = self.ranker.components(flat, refs)
         scores = self.ranker.combine(parts, flat)
         form = parts["form"]
+        fid = fidelity_scores([rs[0] for rs in replies], [rs[1] for rs in replies], rows["response"].tolist())
+        words, emoji = words_and_emoji(flat)
         out = {
             "round": round,
             "model": self.model_meta,
@@ -369,6 +372,10 @@ class Refinement:
             "meaning": round_(float(np.nanmean(parts["meaning"]))),
             "wording": round_(float(np.nanmean(parts["wording"]))),
             "form": round_(float(np.nanmean(form))) if not np.all(np.isnan(form)) else None,
+            "fidelity": round_(float(fid.mean())),
+            "fidelity_items": [round_(x, 5) for x in fid],
+            "words_per_reply": round_(float(words.mean())),
+            "emoji_per_reply": round_(float(emoji.mean())),
             "empty_rate": round_(float(np.mean([not r.strip() for r in flat]))),
             "mean_words": round_(float(np.mean([len(r.split()) for r in flat]))),
             "examples": [{"prompt": p, "reply": rs[0]} for p, rs in list(zip(rows["prompt"], replies))[:3]],
@@ -401,6 +408,35 @@ class Refinement:
             "mix_original": self.mix_original, "seed": self.seed, "finished": self.finished,
             "rounds": self.history,
         })
+
+    def verdict(self) -> dict:
+        """Did refinement beat the model it started from? The last round against round 0 (the stage-2
+        model) on the validation prompts: the paired difference in fidelity with its 95% interval,
+        and words and emoji per reply next to the person's real replies there."""
+        from twinlib.evaluation import words_and_emoji
+        from twinlib.stats import paired_diff_ci
+
+        rounds = [h for h in self.history if h.get("fidelity_items")]
+        if len(rounds) < 2:
+            return {"verdict": "no refinement round has been measured yet", "better": None}
+        first, last = rounds[0], rounds[-1]
+        d, lo, hi = paired_diff_ci(last["fidelity_items"], first["fidelity_items"], seed=self.seed)
+        rows = getattr(self, "eval_rows", None)
+        real_words, real_emoji = words_and_emoji(rows["response"].tolist()) if rows is not None else (np.zeros(1), np.zeros(1))
+        if lo > 0:
+            text, better = f"refined is BETTER than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", True
+        elif hi < 0:
+            text, better = f"refined is WORSE than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", False
+        else:
+            text, better = (f"refined is not measurably different from sft on validation fidelity: {d:+.3f} "
+                            f"[{lo:+.3f}, {hi:+.3f}], the interval holds 0"), None
+        return {"verdict": text + " (95% paired bootstrap, validation messages).", "better": better,
+                "difference": d, "ci_low": lo, "ci_high": hi, "n": len(first["fidelity_items"]),
+                "fidelity": {"sft": first["fidelity"], "refined": last["fidelity"]},
+                "words_per_reply": {"sft": first.get("words_per_reply"), "refined": last.get("words_per_reply"),
+                                    "person": round_(float(real_words.mean()))},
+                "emoji_per_reply": {"sft": first.get("emoji_per_reply"), "refined": last.get("emoji_per_reply"),
+                                    "person": round_(float(real_emoji.mean()))}}
 
     def finish(self) -> Path:
         """Save the current model to ``models/refined`` atomically (an old one is kept as a backup)."""
@@ -437,9 +473,13 @@ class Refinement:
         self.start()
         if self.reused:
             return self.history
+        from twinlib.progress import Progress
+
+        bar = Progress("refinement rounds", rounds, every=0)
         for r in range(1, rounds + 1):
             items = self.candidates(r)
-            self.learn(r, self.rank(r, items, ranker))
+            row = self.learn(r, self.rank(r, items, ranker))
+            bar.update(r, f"auto-score {row['auto_score']:.3f}, validation fidelity {row.get('fidelity', float('nan')):.3f}")
         self.finish()
         return self.history
 

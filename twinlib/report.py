@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from twinlib.evaluation import METRICS, MODEL_ORDER, best_and_worst, best_model, compare_to_base, load_results, metrics_table
+from twinlib.evaluation import (METRICS, MODEL_ORDER, best_and_worst, best_model, compare_models, comparison_table,
+                                load_results, metrics_table, verdict)
 from twinlib.rundir import RunDir
 
 COLORS = {"base": "#9e9e9e", "sft": "#4c72b0", "refined": "#55a868", "ppo": "#c44e52", "dpo": "#8172b2"}
@@ -203,13 +204,20 @@ def write_report(run_dir, examples: int = 2, model_for_examples: str | None = No
     doc.p(f"Run directory `{run.root}`; {int(cfg.get('n_test', len(df) // max(len(metrics), 1)))} held-out test "
           f"conversations; models: {', '.join(table.index)}; written {time.strftime('%Y-%m-%d %H:%M')}.")
     best = best_model(metrics)
-    if "base" in metrics and len(metrics) > 1:
-        cmp = compare_to_base(metrics)
-        lines = [f"{m}: closer to the person than the untrained base on {int(r.sum())} of {len(r)} metrics"
-                 + ("" if r.all() else f" (not on {', '.join(c for c in r.index if not r[c])})")
-                 for m, r in cmp.iterrows()]
+    if best and metrics[best].get("fidelity") is not None:
+        doc.p(f"The twin is **{best}**: the model with the best validation fidelity "
+              f"({metrics[best]['fidelity']:.3f}); chat, the server and the Turing game use it.")
+    against = [m for m in ("sft", "base") if m in metrics]
+    if against and len(metrics) > 1 and "chrf" in df.columns:
+        cmp = compare_models(df, metrics, against=against)
         doc.h(2, "Verdict")
-        doc.ul(lines)
+        doc.ul([verdict(cmp, m, ref) for ref in against for m in metrics if m != ref])
+        for ref in against:
+            ct = comparison_table(cmp, ref)
+            if not ct.empty:
+                doc.h(3, f"Difference to {ref} (95% intervals; ↑ better, ↓ worse, ≈ no clear difference)")
+                doc.table(["model"] + [METRICS[c].label if c in METRICS else c.replace("_", " ") for c in ct.columns],
+                          [[m] + [str(v) for v in row] for m, row in ct.iterrows()])
     if best and metrics[best].get("turing_judge_accuracy") is not None:
         ma = metrics[best]
         doc.p(f"The automatic Turing judge tells {best}'s replies from the person's with accuracy "
@@ -217,7 +225,13 @@ def write_report(run_dir, examples: int = 2, model_for_examples: str | None = No
               "50% would mean indistinguishable.")
     doc.h(2, "Metrics")
     header = ["model"] + [f"{METRICS[c].label} ({'↑' if METRICS[c].direction == 'higher' else '↓'})" for c in table.columns]
-    doc.table(header, [[m] + [_fmt(v) for v in row] for m, row in table.iterrows()])
+    with_ci = metrics_table(metrics, with_ci=True)
+    doc.table(header, [[m] + [str(v) for v in row] for m, row in with_ci.iterrows()])
+    doc.p("Each value with its 95% interval. Words and emoji per reply (the person: "
+          + ", ".join(f"{metrics[next(iter(metrics))].get(k, float('nan')):.2f} {label}" for k, label in
+                      (("real_words_per_reply", "words"), ("real_emoji_per_reply", "emoji")))
+          + "): " + "; ".join(f"{m} {metrics[m].get('words_per_reply', float('nan')):.2f} / "
+                              f"{metrics[m].get('emoji_per_reply', float('nan')):.2f}" for m in metrics) + ".")
     doc.ul([f"{METRICS[c].label}: {METRICS[c].description}" for c in table.columns])
     for name, p in charts.items():
         doc.img(p, METRICS[name].label)

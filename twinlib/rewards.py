@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import time
@@ -195,7 +196,181 @@ def pairwise_accuracy(reward_fn, prefs) -> float | None:
     return wins / len(prefs)
 
 
+def pairwise_outcomes(reward_fn, prefs) -> "np.ndarray":
+    """Per pair: 1 when ``reward_fn`` scores the chosen reply higher, 0.5 on a tie, 0 otherwise."""
+    import numpy as np
+
+    if len(prefs) == 0:
+        return np.zeros(0)
+    ctx, pr = list(prefs["context"]), list(prefs["prompt"])
+    chosen = reward_fn(ctx, pr, [str(x) for x in prefs["chosen"]])
+    rejected = reward_fn(ctx, pr, [str(x) for x in prefs["rejected"]])
+    return np.array([1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)])
+
+
+def accuracy_ci(outcomes, prefs, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Pairwise accuracy with a 95% interval from a bootstrap over *messages*: the pairs of one
+    ranking share a message and candidates, so resampling pairs alone would overstate the precision."""
+    import numpy as np
+
+    outcomes = np.asarray(outcomes, dtype=float)
+    if len(outcomes) == 0:
+        return float("nan"), float("nan"), float("nan")
+    keys = np.array([conversation_key(c, p) for c, p in zip(prefs["context"], prefs["prompt"])], dtype=object)
+    groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        boots.append(outcomes[idx].mean())
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return float(outcomes.mean()), float(lo), float(hi)
+
+
+def length_baseline(train_prefs, test_prefs) -> tuple[str, "np.ndarray"]:
+    """The trivial baseline a reward model must beat: "the longer reply is better" or "the shorter
+    one is" (whichever is right more often on the training pairs), scored on ``test_prefs``.
+    Returns ``(rule, outcomes)``."""
+    import numpy as np
+
+    def sign(prefs):
+        c = np.array([len(str(x).split()) for x in prefs["chosen"]])
+        r = np.array([len(str(x).split()) for x in prefs["rejected"]])
+        return np.sign(c - r)
+
+    train_sign = sign(train_prefs) if len(train_prefs) else np.zeros(0)
+    longer_wins = (train_sign > 0).sum() >= (train_sign < 0).sum()
+    s = sign(test_prefs) if len(test_prefs) else np.zeros(0)
+    s = s if longer_wins else -s
+    return ("longer wins" if longer_wins else "shorter wins"), np.where(s > 0, 1.0, np.where(s < 0, 0.0, 0.5))
+
+
+def trust_verdict(summary: dict) -> tuple[bool, str]:
+    """Can PPO trust this reward model? ``(trusted, sentence)``.
+
+    Trusted when its held-out accuracy's 95% interval lies above 0.5 *and* above the length
+    baseline's accuracy: otherwise PPO would optimise a coin flip or reply length.
+    """
+    acc, lo = summary.get("test_accuracy"), summary.get("test_accuracy_ci_low")
+    base = summary.get("length_baseline_accuracy")
+    if acc is None or lo is None or not math.isfinite(lo):
+        return False, "The reward model has no held-out pairs to be checked on: rank more messages in stage 3."
+    if lo <= 0.5:
+        return False, (f"The reward model is AT CHANCE: held-out accuracy {acc:.2f} (95% CI {lo:.2f}–"
+                       f"{summary['test_accuracy_ci_high']:.2f}) includes 0.5. PPO against it learns noise, not you.")
+    if base is not None and lo <= base:
+        return False, (f"The reward model is NO BETTER THAN REPLY LENGTH: held-out accuracy {acc:.2f} (95% CI {lo:.2f}–"
+                       f"{summary['test_accuracy_ci_high']:.2f}) against {base:.2f} for '{summary.get('length_baseline_rule')}'.")
+    return True, (f"The reward model beats chance and reply length: held-out accuracy {acc:.2f} (95% CI {lo:.2f}–"
+                  f"{summary['test_accuracy_ci_high']:.2f}) against {base:.2f} for '{summary.get('length_baseline_rule')}'.")
+
+
 # --------------------------------------------------------------------------- training
+
+
+class JudgeReward:
+    """The course's final test as a reward: the automatic Turing judge's log-odds that a reply is
+    the person's, given the message it answers.
+
+    The judge is trained on the *training* split only: the person's real replies against replies
+    the twin (``twin_path``) samples for the same messages, with the context-aware judge's
+    features (:func:`twinlib.turing._message_reply_features`: the reply's character n-grams and
+    style, how it fits the message). A reply the judge takes for the person's scores high. It
+    needs no rankings at all — and it learns only what tells the twin's replies from the
+    person's *today*, so it is worth checking against the rankings (:func:`pairwise_outcomes`).
+    """
+
+    def __init__(self, run_dir, twin_path, profile="auto", n: int = 400, seed: int = 0):
+        import numpy as np
+        from scipy import sparse
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        from twinlib.generation import generate_replies, settings_for
+        from twinlib.modeling import later_stage_profile, load_model
+        from twinlib.ppo import train_prompts
+        from twinlib.turing import _message_reply_features
+
+        self._sparse = sparse
+        run = RunDir(run_dir)
+        prof = later_stage_profile(profile, run)
+        rows = train_prompts(run, split="train", limit=n, seed=seed)
+        model, tok = load_model(twin_path)
+        twin = [r[0] for r in generate_replies(model, tok, list(zip(rows["context"], rows["prompt"])), n=1,
+                                                settings=settings_for(prof, num_return_sequences=1), seed=seed,
+                                                max_prompt_tokens=prof.max_prompt_tokens)]
+        del model
+        real = rows["response"].astype(str).tolist()
+        msgs = rows["prompt"].astype(str).tolist() * 2
+        texts = real + twin
+        self.tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=False, sublinear_tf=True).fit(texts)
+        dense, cross = _message_reply_features(msgs, texts)
+        self.scaler = StandardScaler().fit(dense)
+        x = self._features(msgs, texts, dense, cross)
+        y = np.r_[np.ones(len(real)), np.zeros(len(twin))]
+        self.clf = LogisticRegression(C=1.0, solver="liblinear", random_state=seed).fit(x, y)
+        self.train_accuracy = float((self.clf.predict(x) == y).mean())
+        self.n = len(real)
+        self.__name__ = "turing_judge"
+
+    def _features(self, msgs, texts, dense=None, cross=None):
+        from twinlib.turing import _message_reply_features
+
+        if dense is None:
+            dense, cross = _message_reply_features(msgs, texts)
+        return self._sparse.hstack([self.tfidf.transform(texts), self._sparse.csr_matrix(self.scaler.transform(dense)),
+                                    cross]).tocsr()
+
+    def __call__(self, contexts, prompts, replies) -> list[float]:
+        x = self._features([str(p) for p in prompts], [str(r) for r in replies])
+        return [float(v) for v in self.clf.decision_function(x)]
+
+
+class MixedReward:
+    """The sum of several reward functions, each standardized by its mean and spread on the
+    person's real training replies (so none dominates by its scale alone)."""
+
+    def __init__(self, run_dir, rewards: Sequence, n: int = 200, seed: int = 0):
+        import numpy as np
+
+        from twinlib.ppo import train_prompts
+
+        rows = train_prompts(RunDir(run_dir), split="train", limit=n, seed=seed)
+        args = (list(rows["context"]), list(rows["prompt"]), [str(r) for r in rows["response"]])
+        self.rewards = list(rewards)
+        self.scale = []
+        for fn in self.rewards:
+            v = np.asarray(fn(*args), dtype=float)
+            self.scale.append((float(v.mean()), float(max(v.std(), 1e-6))))
+        self.__name__ = "+".join(getattr(f, "__name__", "reward") for f in self.rewards)
+
+    def __call__(self, contexts, prompts, replies) -> list[float]:
+        total = None
+        for fn, (m, sd) in zip(self.rewards, self.scale):
+            v = [(x - m) / sd for x in fn(contexts, prompts, replies)]
+            total = v if total is None else [a + b for a, b in zip(total, v)]
+        return total
+
+
+def compare_rewards(rewards: dict, run_dir, seed: int = 0):
+    """Held-out pairwise accuracy of several reward functions on the *same* held-out preference
+    pairs (the reward model's test split), with 95% intervals, next to the length baseline: the
+    side-by-side table of stage 4."""
+    import pandas as pd
+
+    prefs = load_preferences(run_dir)
+    train_df, test_df = split_preferences(prefs, 0.2, seed)
+    rows = []
+    for name, fn in rewards.items():
+        acc = accuracy_ci(pairwise_outcomes(fn, test_df), test_df, seed=seed)
+        rows.append({"reward": name, "held-out accuracy": acc[0], "ci_low": acc[1], "ci_high": acc[2]})
+    rule, base = length_baseline(train_df, test_df)
+    acc = accuracy_ci(base, test_df, seed=seed)
+    rows.append({"reward": f"baseline: {rule}", "held-out accuracy": acc[0], "ci_low": acc[1], "ci_high": acc[2]})
+    out = pd.DataFrame(rows).set_index("reward")
+    out["pairs"] = len(test_df)
+    return out.round(3)
 
 
 def init_reward_model(twin_path, dtype=None):
@@ -278,12 +453,13 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
     with atomic_model_dir(out, overwrite) as tmp:
         args = RewardConfig(
             output_dir=str(tmp / "_trainer"), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
-            per_device_train_batch_size=bs, logging_steps=1, save_strategy="no", eval_strategy="no",
+            per_device_train_batch_size=bs, logging_steps=1, disable_tqdm=True, save_strategy="no", eval_strategy="no",
             max_length=prof.max_length, seed=seed, disable_dropout=True, dataset_num_proc=None,
             **trainer_precision_kwargs(device),
         )
         trainer = RewardTrainer(model=model, args=args, train_dataset=preferences_to_dataset(train_df, tok, prof.max_length, margin_scale=margin_scale),
                                 processing_class=tok, peft_config=peft_config)
+        quiet_trainer(trainer, "reward model")
         trainer.train()
         trained = trainer.model
         if prof.lora:
@@ -295,23 +471,40 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
         history = [h for h in trainer.state.log_history if "loss" in h]
         del trainer, trained, model
         scorer = RewardModelScorer(tmp, device=device, max_length=prof.max_length)
+        test_out = pairwise_outcomes(scorer, test_df)
+        acc, acc_lo, acc_hi = accuracy_ci(test_out, test_df, seed=seed)
+        rule, base_out = length_baseline(train_df, test_df)
+        base_acc = accuracy_ci(base_out, test_df, seed=seed) if len(base_out) else (None, None, None)
         summary = {
-            "start_model": str(twin), "pairs": len(prefs), "train_pairs": len(train_df), "test_pairs": len(test_df),
+            "start_model": run.relative(twin), "pairs": len(prefs), "train_pairs": len(train_df), "test_pairs": len(test_df),
             "train_messages": int(train_df["prompt"].nunique()), "test_messages": int(test_df["prompt"].nunique()),
-            "train_accuracy": pairwise_accuracy(scorer, train_df), "test_accuracy": pairwise_accuracy(scorer, test_df),
+            "train_accuracy": pairwise_accuracy(scorer, train_df),
+            "test_accuracy": acc if len(test_out) else None, "test_accuracy_ci_low": acc_lo, "test_accuracy_ci_high": acc_hi,
+            "length_baseline_rule": rule, "length_baseline_accuracy": base_acc[0],
+            "length_baseline_ci_low": base_acc[1], "length_baseline_ci_high": base_acc[2],
             "margin_scale": margin_scale, "max_length": prof.max_length, "learning_rate": lr, "batch_size": bs, "epochs": epochs,
             "seconds": round(time.time() - t0, 1), "history": history,
             "rankers": sorted({str(r) for r in prefs["ranker"]}) if "ranker" in prefs.columns else None,
         }
+        summary["trusted"], summary["verdict"] = trust_verdict(summary)
         (tmp / "reward.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    acc = summary["test_accuracy"]
-    log(f"reward model saved to {out}: pairwise accuracy {summary['train_accuracy']:.2f} on training pairs, "
-        + (f"{acc:.2f} on {len(test_df)} held-out pairs (0.5 = coin flip)" if acc is not None else
-           "no held-out pairs (too few ranked messages to hold any out)"))
+    log(f"reward model saved to {run.relative(out)}: pairwise accuracy {summary['train_accuracy']:.2f} on its "
+        f"{len(train_df)} training pairs (the held-out accuracy is what counts: trust_verdict)")
     return summary
 
 
 # --------------------------------------------------------------------------- stage-4 helpers
+
+
+def quiet_trainer(trainer, label: str) -> None:
+    """A TRL trainer of stage 4 reports progress as plain lines (:mod:`twinlib.progress`), not as a
+    tqdm widget or a printed dict per logged step."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from twinlib.progress import trainer_callback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(trainer_callback(label))
 
 
 def resolve_start_model(run, start_from: str = "refined", log=print) -> Path:

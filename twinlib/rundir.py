@@ -69,6 +69,20 @@ class RunDir:
             )
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def relative(self, path) -> str:
+        """``path`` relative to the run directory when it lies inside it, else as given: what the
+        run's files record, so that a run moved to another folder (or to Drive) still resolves."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def resolve(self, recorded) -> Path:
+        """A path a run's file recorded with :meth:`relative`, back as a path (relative ones under
+        the run directory, wherever it now is)."""
+        p = Path(str(recorded))
+        return p if p.is_absolute() else self.root / p
+
     def require(self, path: Path, stage: str) -> Path:
         """Fail with a clear message when an earlier stage's output is missing."""
         if not Path(path).exists():

@@ -96,6 +96,28 @@ def _fingerprint(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class ProgressEcho:
+    """A file-like sink for the kernel's stdout that repeats the progress lines of long steps
+    (:mod:`twinlib.progress`) in the runner's terminal as they come, so a cell that trains for
+    minutes shows more than "Executing 7/17 cells". Everything else stays in the notebook only."""
+
+    def __init__(self, log=print):
+        from twinlib.progress import PREFIX
+
+        self.prefix, self.log, self.buffer = PREFIX, log, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            if line.startswith(self.prefix):
+                self.log("   " + line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 @dataclass
 class StageResult:
     notebook: str
@@ -180,7 +202,7 @@ def run_pipeline(
                     os.environ[PRIVATE_ENV] = json.dumps(private)
                 pm.execute_notebook(
                     str(source), str(out), parameters=params, progress_bar=progress_bar, cwd=str(PROJECT_ROOT),
-                    kernel_name="python3", log_output=False,
+                    kernel_name="python3", log_output=False, stdout_file=ProgressEcho(log) if progress_bar else None,
                 )
         except pm.PapermillExecutionError as err:
             state["stages"][nb.name] = {"status": "failed", "parameters_sha256": key, "error": err.ename}

@@ -229,7 +229,7 @@ def sft_config(
         data_seed=seed,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every weight (or LoRA adapter) is used: skip the extra DDP graph pass
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # progress comes as plain lines (twinlib.progress), readable in any viewer
         include_num_input_tokens_seen="non_padding",
         **trainer_precision_kwargs(device),
     )
@@ -241,6 +241,37 @@ def sft_config(
         kw["group_by_length"] = True
     kw.update(overrides)
     return SFTConfig(**kw)
+
+
+def trainer_arguments(profile: Profile, n_train: int, max_steps: int | None = None, device: str | None = None):
+    """The settings stage 2 trains with, one row each, with what they do: what to read before
+    pressing "run" (the same values :func:`sft_config` passes to TRL's ``SFTConfig``)."""
+    import pandas as pd
+
+    steps = plan_steps(profile, n_train, max_steps)
+    per_step = profile.sft_batch_size * profile.sft_grad_accum
+    prec = trainer_precision_kwargs(device)
+    precision = "bf16" if prec.get("bf16") else "fp16" if prec.get("fp16") else "fp32"
+    rows = [
+        ("model", f"{profile.base_model}" + (" (LoRA, r=%d)" % profile.lora_r if profile.lora else " (all weights)"),
+         "what is trained"),
+        ("learning rate", f"{profile.sft_learning_rate:g}, cosine decay, 5% warm-up", "size of each step"),
+        ("batch", f"{profile.sft_batch_size} pairs × {profile.sft_grad_accum} accumulation = {per_step} per step",
+         "pairs averaged into one step"),
+        ("length", f"at most {profile.sft_epochs:g} epochs = {steps} steps over {n_train} training pairs"
+         + (f" (capped at {profile.sft_max_steps})" if profile.sft_max_steps and profile.sft_max_steps > 0 else ""),
+         "planned steps"),
+        ("stops early", f"after {profile.sft_patience} evaluations without a better validation loss"
+         if profile.sft_patience else "never", "convergence"),
+        ("time budget", f"{profile.sft_time_budget_min:g} min" if profile.sft_time_budget_min else "none",
+         "the best checkpoint so far is kept when it runs out"),
+        ("evaluations", f"{profile.sft_evals} over the planned steps (every {max(1, math.ceil(steps / profile.sft_evals))})",
+         "validation loss, checkpoint"),
+        ("window", f"{profile.max_length} tokens (oldest turns dropped first)", "what the model sees of a conversation"),
+        ("loss", "on the reply and its end-of-turn token only", "completion_only_loss"),
+        ("precision", precision, "fp32 on a CPU, bf16/fp16 on a GPU"),
+    ]
+    return pd.DataFrame(rows, columns=["setting", "value", "what it does"]).set_index("setting")
 
 
 # --------------------------------------------------------------------------- model folder
@@ -391,6 +422,13 @@ def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir
         callbacks=callbacks,
     )
     trainer.budget = budget
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it would print every log dict
+    if progress:
+        from twinlib.progress import trainer_callback
+
+        trainer.add_callback(trainer_callback(progress if isinstance(progress, str) else "training"))
     return trainer
 
 
@@ -437,7 +475,7 @@ def train_sft(
     final = run.model("sft")
     if has_model(final) and not overwrite:
         metrics = read_metrics(final)
-        metrics.update(reused=True, model_dir=str(final))
+        metrics.update(reused=True, model_dir=run.relative(final))
         wanted = as_profile(profile, run=run).name  # "auto" stands for what stage 2 used
         if metrics.get("profile") and metrics["profile"] != wanted:
             print(f"note: {final} was trained with profile {metrics['profile']!r}, not {wanted!r}; "
@@ -495,7 +533,8 @@ def train_sft(
                                                         minutes, seed=seed, progress=progress)
         config_overrides.setdefault("eval_on_start", True)  # the untrained model's loss: step 0 of the curve
         trainer = build_trainer(model, tok, prof, train_ds, eval_ds, ckpt, max_steps=max_steps, seed=seed,
-                                patience=patience, progress=progress, time_budget_min=budget_min, **config_overrides)
+                                patience=patience, progress="SFT" if progress else False, time_budget_min=budget_min,
+                                **config_overrides)
         with label_positions_only():
             result = trainer.train()
         state = trainer.state
@@ -508,8 +547,8 @@ def train_sft(
         runtime = result.metrics.get("train_runtime", 0.0)
         metrics = {
             "reused": False,
-            "model_dir": str(final),
-            "base_model": str(base_model_path),
+            "model_dir": run.relative(final),
+            "base_model": run.relative(base_model_path),
             "profile": prof.name,
             "device": device,
             "processes": dist.num_processes,
@@ -553,7 +592,7 @@ def train_sft(
             tok.save_pretrained(tmp)
             _write_json(tmp / LOG_FILE, log_history)
             _write_json(tmp / "twin.json", {
-                "kind": "sft", "base_model": str(base_model_path), "lora": prof.lora, "merged_adapter": bool(prof.lora),
+                "kind": "sft", "base_model": run.relative(base_model_path), "lora": prof.lora, "merged_adapter": bool(prof.lora),
                 "system_prompt": SYSTEM_PROMPT, "profile": asdict(prof), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
             from twinlib.plots import plot_loss_curves
@@ -562,7 +601,7 @@ def train_sft(
             _write_json(tmp / METRICS_FILE, metrics)
             backup = _publish(tmp, final)
             if backup is not None:
-                metrics["previous_model"] = str(backup)
+                metrics["previous_model"] = run.relative(backup)
                 _write_json(final / METRICS_FILE, metrics)
     finally:
         torch.set_num_threads(threads)
@@ -648,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--overwrite", action="store_true", help="train again even if models/sft exists (it is kept as a backup)")
     ap.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: the profile's length)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    ap.add_argument("--no-progress", action="store_true", help="no progress lines")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a profile setting, e.g. --set sft_batch_size=4 (repeatable)")
     args = ap.parse_args(argv)

@@ -88,7 +88,7 @@ def judge_pipeline(seed: int = 0):
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=False, sublinear_tf=True, min_df=1)),
         ("style", make_pipeline(FunctionTransformer(_style_matrix), StandardScaler())),
     ])
-    return make_pipeline(features, LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+    return make_pipeline(features, LogisticRegression(C=1.0, solver="liblinear", random_state=seed))
 
 
 @dataclass
