@@ -307,3 +307,23 @@ def test_notebook_02_runs_on_a_small_run(small_run, tmp_path):
 
     nb = nbformat.read(str(tmp_path / "02.ipynb"), as_version=4)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_a_model_trained_on_other_data_is_not_reused(small_run, tmp_path):
+    """Notebook 01 re-run on another export (a new pairs.csv) with the same run_dir: stage 2 refuses
+    to hand on the old twin and says what to do."""
+    from twinlib import sft
+    from twinlib.rundir import DataMismatchError
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(small_run.root, run.root, ignore=shutil.ignore_patterns("sft", "sft.bak-*"))
+    shutil.rmtree(run.model("base"))
+    sft.prepare_base(run, "tiny")
+    sft.train_sft(run, "tiny", max_steps=1, progress=False, patience=None)
+    assert sft.train_sft(run, "tiny", max_steps=1, progress=False)["reused"] is True  # same data: reused
+    pairs = run.pairs_csv.read_text(encoding="utf-8").splitlines()
+    run.pairs_csv.write_text("\n".join(pairs[:-3]) + "\n", encoding="utf-8")  # other data
+    with pytest.raises(DataMismatchError, match="new run_dir.*overwrite = True"):
+        sft.train_sft(run, "tiny", max_steps=1, progress=False)
+    with pytest.raises(DataMismatchError, match="other data"):
+        sft.prepare_base(run, "tiny")

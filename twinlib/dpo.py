@@ -38,7 +38,7 @@ from twinlib.rundir import RunDir
 def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_path=None, overwrite: bool = False,
               beta: float = 0.1, epochs: float = 3.0, max_steps: int = -1, learning_rate: float | None = None,
               batch_size: int | None = None, test_fraction: float = 0.2, seed: int = 0, start_from: str = "refined",
-              base_model: str | None = None, log=print) -> dict:
+              base_model: str | None = None, log=print, max_pairs: int | None = None) -> dict:
     """Train the twin with DPO on the run's preferences and save it to ``models/dpo`` (with ``dpo.json``).
 
     ``preferences_or_records``: anything :func:`twinlib.rewards.load_preferences` takes (default:
@@ -49,7 +49,7 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     import torch
     from trl import DPOConfig, DPOTrainer
 
-    from twinlib.modeling import later_stage_profile, pick_device, trainer_precision_kwargs
+    from twinlib.modeling import cpu_threads, later_stage_profile, pick_device, trainer_precision_kwargs
     from twinlib.ppo import load_policy, save_policy
     run = RunDir(run_dir)
     prof = later_stage_profile(profile, run, base_model)
@@ -62,6 +62,8 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     if len(prefs) == 0:
         raise ValueError("no preference pairs for DPO: rank some candidates in stage 3 first.")
     train_df, test_df = split_preferences(prefs, test_fraction, seed)
+    if max_pairs and len(train_df) > max_pairs:  # a seeded sample: many pairs of one ranking are near-duplicates
+        train_df = train_df.sample(n=max_pairs, random_state=seed).reset_index(drop=True)
     device = pick_device()
     lr = learning_rate or (5e-5 if prof.lora else 5e-4)
     bs = batch_size or (4 if prof.lora else 16)
@@ -72,7 +74,7 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
         ref_model.requires_grad_(False)
     model.train()
     t0 = time.time()
-    with atomic_model_dir(out, overwrite) as tmp:
+    with atomic_model_dir(out, overwrite) as tmp, cpu_threads(prof, model, device):
         args = DPOConfig(
             output_dir=str(tmp / "_trainer"), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
             per_device_train_batch_size=bs, per_device_eval_batch_size=bs, logging_steps=1, disable_tqdm=True, save_strategy="no",

@@ -322,6 +322,8 @@ def style_gap_ci(replies: Sequence[str], real: Sequence[str], phrases: Sequence[
     ph = list(phrases) if phrases else None
     reps = [r if isinstance(r, str) else "" for r in replies]
     rl = [r if isinstance(r, str) else "" for r in real]
+    if len(reps) != len(rl) or not reps:
+        raise ValueError(f"style_gap_ci needs one real reply per reply, got {len(reps)} replies and {len(rl)} real ones")
     full_a, full_b = style_features(reps, ph), style_features(rl, ph)
     value = style_distance(full_a, full_b)
     keys = [k for k in dict.fromkeys([*full_a, *full_b]) if k not in ("n", "type_token_ratio")]
@@ -539,11 +541,9 @@ def evaluate_models(
     conv_ids = pairs["conversation_id"].tolist() if "conversation_id" in pairs else list(range(len(pairs)))
     frames, metrics, timings, fidelity = [], {}, {}, {}
     names = list(sources)
-    it = names
-    if progress:
-        from tqdm.auto import tqdm
+    from twinlib.progress import Progress
 
-        it = tqdm(names, desc="evaluating models", unit="model")
+    bar = Progress("evaluating models", len(names), every=0, enabled=progress)
     prof = later_stage_profile(profile, run)  # every model is asked the same way
     mpt = prof.max_prompt_tokens
     settings_used = settings or settings_for(prof, num_return_sequences=1)
@@ -553,7 +553,7 @@ def evaluate_models(
                                seed=seed, max_prompt_tokens=mpt, batch_size=64)
         return [r[0] if r else "" for r in out] if n == 1 else [(r + ["", ""])[:2] for r in out]
 
-    for name in it:
+    for done, name in enumerate(names, 1):
         t0 = time.time()
         model, tok = load_quietly(sources[name])
         replies = sample(model, tok, conversations)
@@ -583,6 +583,7 @@ def evaluate_models(
                            "real_reply": real, "reply": replies})
         frames.append(pd.concat([df, per], axis=1))
         timings[name] = round(time.time() - t0, 1)
+        bar.update(done, f"{name}: fidelity {m['fidelity']:.3f}, chrF {m['chrf']:.1f}")
     replies_df = pd.concat(frames, ignore_index=True)
     if write:
         write_results(run.root, replies_df, metrics, extra={
@@ -644,7 +645,9 @@ def stage_verdict(run_dir, new: str, old: str, n: int | None = 200, seed: int = 
                        "habit accuracy": fmt_ci(h["accuracy"], h["ci_low"], h["ci_high"]) if h["n"] else "–"}
     table["the person"] = {"fidelity": "0 (a copy)", "words per reply": f"{person_w.mean():.2f}",
                            "emoji per reply": f"{person_e.mean():.2f}", "habit accuracy": "1.00"}
-    if lo > 0:
+    if np.allclose(fid[new], fid[old]) and samples[new] == samples[old]:
+        head, better = f"{new} is the same model as {old} (the stage kept its start: nothing validated better)", None
+    elif lo > 0:
         head, better = f"{new} is BETTER than {old}", True
     elif hi < 0:
         head, better = f"{new} is WORSE than {old}", False

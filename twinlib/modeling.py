@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -84,9 +85,9 @@ class Profile:
     sft_patience: int = 3            # evaluations without a better validation loss before stopping (0: never)
     sft_evals: int = 12              # validation passes spread over the planned steps
     sft_pretrain_min: float = 0.0    # > 0: minutes of continued pre-training on whole conversations first
-    # CPU threads for training (0: torch's default, one per core). The tiny model's matrices are
-    # too small to gain much from a second thread, and a busy machine makes several threads
-    # wait on each other: one thread measured 4× faster than two on a shared 2-core machine.
+    # CPU threads for a run on a CPU (0: picked by pick_cpu_threads, whatever the profile). The tiny
+    # model's matrices are too small to gain much from a second thread, and a busy machine makes
+    # several threads wait on each other: one thread measured 4× faster than two on a shared 2-core machine.
     cpu_threads: int = 0
     # LoRA
     lora_r: int = 16
@@ -256,6 +257,138 @@ def pick_dtype(device: str | None = None):
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+#: Below this many parameters a model trains fastest on one CPU thread: its matrices are too small
+#: to share out, and beside another job a second thread mostly waits for the first.
+SMALL_MODEL_PARAMETERS = 20_000_000
+
+
+def busy_cores(seconds: float = 0.3) -> float:
+    """How many CPU cores other processes keep busy right now: ``/proc/stat`` sampled over
+    ``seconds`` while this process sleeps (Linux); elsewhere the one-minute load average."""
+    import time
+
+    def sample():
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v) - idle, sum(v)
+
+    try:
+        b0, t0 = sample()
+        time.sleep(seconds)
+        b1, t1 = sample()
+        ncpu = os.cpu_count() or 1
+        return ncpu * (b1 - b0) / max(t1 - t0, 1)
+    except (OSError, ValueError):
+        try:
+            return float(os.getloadavg()[0])
+        except (OSError, AttributeError):
+            return 0.0
+
+
+def pick_cpu_threads(profile: "Profile | None" = None, parameters: int | None = None) -> int:
+    """Torch threads for a run on a CPU, whatever the profile.
+
+    The profile's ``cpu_threads`` when it sets one (> 0). Otherwise one thread for a small model
+    (under :data:`SMALL_MODEL_PARAMETERS`), and for a larger one the cores that other processes
+    leave idle (at least one, at most torch's default). torch's default, one thread per core, is
+    the worst choice on a shared machine (a laptop, CI beside a test suite): each operation waits
+    for its slowest thread, and a thread that shares its core with another job makes every step
+    wait. A toy-size Llama folder on the ``t4`` profile trained 12× slower beside another
+    CPU-bound job with two threads, against about 2× with one (``bench/contention_bench.py``).
+    """
+    import torch
+
+    explicit = int(getattr(profile, "cpu_threads", 0) or 0)
+    if explicit > 0:
+        return explicit
+    if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    idle = cores - int(busy_cores() + 0.5)
+    return max(1, min(idle, _torch_default_threads(), cores))
+
+
+_THREADS = {"default": None, "picked": None}
+
+
+def _torch_default_threads() -> int:
+    """torch's thread count as this process found it (before :func:`use_cpu_threads` changed it)."""
+    import torch
+
+    if _THREADS["default"] is None:
+        _THREADS["default"] = torch.get_num_threads()
+    return _THREADS["default"]
+
+
+def use_cpu_threads(model=None, profile: "Profile | None" = None) -> int:
+    """Set torch's thread count for CPU work on ``model`` (:func:`pick_cpu_threads`), unless someone
+    already chose one: a count other than torch's default and other than the last one picked here
+    is left as it is. :func:`load_model` calls it for every model it loads on a CPU, so sampling,
+    scoring and training in any stage run with threads that suit a shared machine. Returns the count."""
+    import torch
+
+    default, now = _torch_default_threads(), torch.get_num_threads()
+    if now not in (default, _THREADS["picked"]):
+        return now
+    n = pick_cpu_threads(profile, count_parameters(model)[1] if model is not None else None)
+    torch.set_num_threads(n)
+    _THREADS["picked"] = n
+    return n
+
+
+@contextmanager
+def cpu_threads(profile: "Profile | None" = None, model=None, device: str | None = None):
+    """Run a block with :func:`pick_cpu_threads` torch threads when ``device`` is a CPU (the
+    default device when ``None``), restoring the thread count afterwards; elsewhere no change."""
+    import torch
+
+    kind = str(device or pick_device()).split(":")[0]
+    if kind != "cpu":
+        yield None
+        return
+    n = pick_cpu_threads(profile, count_parameters(model)[1] if model is not None else None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def distributed_state():
+    """accelerate's ``PartialState`` of this process (one of several under ``torchrun`` or
+    ``accelerate launch``). On a machine without an accelerator it is created with ``cpu=True``:
+    without it, accelerate takes each of several CPU processes under torchrun for the only one, and
+    "the main process first" lets them all in at once."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=pick_device() == "cpu")
+
+
+def weights_in_sync(model) -> bool | None:
+    """With several processes (``torchrun``, ``accelerate launch``): whether every process holds the
+    same trainable weights, from checksums of them gathered from all processes (a collective: every
+    process must call it). ``None`` with a single process."""
+    import torch
+    from accelerate.utils import gather
+
+    state = distributed_state()
+    if state.num_processes < 2:
+        return None
+    params = [p for p in model.parameters() if p.requires_grad] or list(model.parameters())
+    with torch.no_grad():
+        sums = torch.stack([p.detach().double().sum() for p in params])
+        squares = torch.stack([p.detach().double().square().sum() for p in params])
+        weights = torch.arange(1, len(params) + 1, dtype=torch.float64, device=sums.device)
+        check = torch.stack([sums.sum(), squares.sum(), (weights * sums).sum()]).reshape(1, 3).to(state.device)
+    every = gather(check).reshape(-1, 3).cpu()
+    return bool((every == every[0]).all())
 
 
 def _checkpointing_key() -> str:
@@ -658,6 +791,8 @@ def load_model(name_or_path, device: str | None = None, dtype=None, merge_adapte
     model.eval()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
+    if str(device).split(":")[0] == "cpu":
+        use_cpu_threads(model)  # torch's default (a thread per core) is the slowest choice on a busy machine
     return model, tok
 
 

@@ -58,7 +58,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, has_model, prompt_text
+from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, has_model, pick_device, prompt_text
 from twinlib.rundir import RunDir
 
 RewardFn = Callable[[Sequence, Sequence[str], Sequence[str]], Sequence[float]]
@@ -417,7 +417,8 @@ class PPOTrainer:
         self.validator = validator
         self.reward_stats = RunningMoments()
         self.best = None  # (update, validation score, trainable state) of the best validated policy
-        self.accelerator = accelerator or Accelerator()
+        # cpu=True without an accelerator: several CPU processes (torchrun) then form one group (gloo)
+        self.accelerator = accelerator or Accelerator(cpu=pick_device() == "cpu")
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
         self.system = system
@@ -942,7 +943,7 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
     saved PPO model is never one that validated worse than its start.
     An existing ``models/ppo`` is reused (its summary returned) unless ``overwrite=True``.
     """
-    from twinlib.modeling import later_stage_profile
+    from twinlib.modeling import cpu_threads, later_stage_profile, weights_in_sync
     from twinlib.rewards import RewardModelScorer, atomic_model_dir, existing_model, resolve_start_model
 
     run = RunDir(run_dir)
@@ -961,11 +962,15 @@ def run_ppo(run_dir, profile="tiny", start_from: str = "refined", reward="model"
     trainer = PPOTrainer(policy, tok, prompts, reward_fn, config, form_fn=form_fn, validator=validator)
     t0 = time.time()
     partial = out.with_name(f".{out.name}.partial")  # the log as it grows, for a look during training
-    logs = trainer.train(progress=progress, log_path=partial / "ppo_log.json")
-    kept = trainer.restore_best()
+    with cpu_threads(prof, policy):  # on a CPU: threads that suit the model and a shared machine
+        logs = trainer.train(progress=progress, log_path=partial / "ppo_log.json")
+        kept = trainer.restore_best()
     validation = getattr(trainer, "validation", [])
+    processes = trainer.accelerator.num_processes
     summary = {
         "start_model": run.relative(start), "reward": reward_name, "config": asdict(config),
+        "processes": processes, "replies_per_update": config.batch_size * processes,
+        "weights_in_sync": weights_in_sync(trainer.actor_critic),  # None with one process
         "steps": len(logs), "seconds": round(time.time() - t0, 1),
         "first_reward": logs[0]["mean_reward"] if logs else None,
         "final_reward": _tail_mean(logs, "mean_reward"), "final_kl": _tail_mean(logs, "kl"),
@@ -1039,3 +1044,51 @@ def compare_samples(run_dir, models: Sequence[str] = ("start", "ppo", "dpo"), n:
             table[f"{label} score"] = [round(float(s), 3) for s in reward_fn([c for c, _ in convs], [p for _, p in convs], replies)]
         del model
     return table
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m twinlib.ppo --run-dir runs/me``: stage 4's PPO without the notebook.
+
+    The same entry point runs one process per GPU (``accelerate launch --multi_gpu --num_processes 4
+    -m twinlib.ppo ...``) or per CPU (``torchrun --nproc_per_node 2 -m twinlib.ppo ...``, gloo):
+    each process samples its own ``--batch-size`` replies per update, gradients are averaged, and
+    only the main process writes ``models/ppo``. The reward model (notebook 04's first section)
+    must exist unless ``--reward judge``.
+    """
+    import argparse
+
+    from twinlib.modeling import distributed_state, later_stage_profile
+
+    ap = argparse.ArgumentParser(prog="python -m twinlib.ppo", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", required=True, help="the run directory of stages 1-3 (and the reward model)")
+    ap.add_argument("--profile", default="auto", help="auto (what stage 2 trained with) | tiny | t4 | gpu")
+    ap.add_argument("--base-model", default=None, help="only when stage 2 used another base model than the profile's")
+    ap.add_argument("--start-from", default="refined", help="refined | sft | a model folder")
+    ap.add_argument("--reward", default="model", choices=["model", "judge", "mix"])
+    ap.add_argument("--steps", type=int, default=20, help="PPO updates (default 20)")
+    ap.add_argument("--batch-size", type=int, default=16, help="replies sampled per update and process (default 16)")
+    ap.add_argument("--learning-rate", type=float, default=None, help="default: the profile's (tiny 2e-4, LoRA 1e-5)")
+    ap.add_argument("--no-validate", action="store_true", help="keep the last update instead of the best validated one")
+    ap.add_argument("--overwrite", action="store_true", help="train again even if models/ppo exists")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true", help="no progress lines")
+    args = ap.parse_args(argv)
+    main_process = distributed_state().is_main_process
+    prof = later_stage_profile(args.profile, RunDir(args.run_dir), args.base_model)
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
+    if args.learning_rate:
+        overrides["learning_rate"] = args.learning_rate
+    summary = run_ppo(args.run_dir, prof, start_from=args.start_from, reward=args.reward,
+                      config=ppo_config_for(prof, **overrides), overwrite=args.overwrite,
+                      progress=not args.no_progress, validate=not args.no_validate,
+                      log=print if main_process else (lambda *_: None))
+    if main_process:
+        print(json.dumps({k: v for k, v in summary.items() if k != "validation"}, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

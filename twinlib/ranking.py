@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from twinlib.pairs import context_turns
-from twinlib.rundir import RunDir
+from twinlib.rundir import RunDir, data_fingerprint  # noqa: F401  (data_fingerprint: used below, re-exported)
 
 STATUSES = ("ranked", "none", "skipped", "undo")
 JUDGEMENTS = ("ranked", "none", "skipped")
@@ -254,14 +254,6 @@ def scores_to_ranks(scores: Sequence[float], decimals: int = 6) -> list[int]:
 
 
 # --------------------------------------------------------------------------- store
-
-
-def data_fingerprint(run) -> str | None:
-    """A short hash of the run's ``pairs.csv``: rankings are only valid for the data they were made on."""
-    p = RunDir(run).pairs_csv
-    if not p.exists():
-        return None
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
 
 
 class RankingStore:

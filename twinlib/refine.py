@@ -48,7 +48,7 @@ from twinlib.ranking import (
     save_items,
     scores_to_ranks,
 )
-from twinlib.rundir import RunDir
+from twinlib.rundir import RunDir, check_fingerprint, data_fingerprint
 
 LOG_FILE = "refine_log.json"
 WORK_DIR = "refine"
@@ -133,7 +133,7 @@ class Refinement:
                  eval_prompts: int = 96, eval_samples: int = 2, epochs_per_round: float = 2.0,
                  max_steps_per_round: int | None = None, mix_original: float = 1.0, lr_scale: float = 0.2,
                  seed: int = 0, overwrite: bool = False, verbose: bool = True, progress: bool = False,
-                 gen_batch_size: int = 64, threads: int | None = None):
+                 gen_batch_size: int = 64, threads: int | None = None, keep: str = "best"):
         self.run = RunDir(run_dir)
         self.profile = later_stage_profile(profile, self.run)
         self.k = int(k)
@@ -155,6 +155,9 @@ class Refinement:
         # for a second thread, and on a busy machine oversubscription made sampling 30x slower).
         self.threads = threads if threads is not None else (getattr(self.profile, "cpu_threads", 0)
                                                            or (1 if self.profile.base_model == "tiny" else None))
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' (the best validated round) or 'last', got {keep!r}")
+        self.keep = keep
         self.work = self.run.root / WORK_DIR
         self.history: list[dict] = []
         self.reused = False
@@ -177,6 +180,7 @@ class Refinement:
         self.run.require(self.run.model("sft"), STAGE2)
         self.store = RankingStore.for_run(self.run)  # also when reused: the notebook shows its rankings
         if has_model(self.final) and not self.overwrite:
+            check_fingerprint(self.run, self.final, "notebook 03 (03_iterative_refinement.ipynb)")
             self.reused = True
             self.finished = True
             log = self.run.root / LOG_FILE
@@ -409,6 +413,9 @@ class Refinement:
             "rounds": self.history,
         })
 
+    def _fidelity(self, round: int) -> float:
+        return next((h.get("fidelity") for h in self.history if h["round"] == round), float("nan"))
+
     def verdict(self) -> dict:
         """Did refinement beat the model it started from? The last round against round 0 (the stage-2
         model) on the validation prompts: the paired difference in fidelity with its 95% interval,
@@ -419,32 +426,62 @@ class Refinement:
         rounds = [h for h in self.history if h.get("fidelity_items")]
         if len(rounds) < 2:
             return {"verdict": "no refinement round has been measured yet", "better": None}
-        first, last = rounds[0], rounds[-1]
+        kept = getattr(self, "kept_round", None)
+        if kept is None:
+            kept = self.best_round()
+        first = rounds[0]
+        last = next((h for h in rounds if h["round"] == kept), rounds[-1])
+        if last is first:
+            return {"verdict": ("No refinement round validated better than the stage-2 model, so refined IS the "
+                                "stage-2 model: " + ", ".join(f"round {h['round']} {h['fidelity']:.3f}" for h in rounds)
+                                + " (validation fidelity)."), "better": None, "kept_round": 0, "difference": 0.0,
+                    "ci_low": 0.0, "ci_high": 0.0, "n": len(first["fidelity_items"]),
+                    "fidelity": {f"round {h['round']}": h["fidelity"] for h in rounds}}
         d, lo, hi = paired_diff_ci(last["fidelity_items"], first["fidelity_items"], seed=self.seed)
         rows = getattr(self, "eval_rows", None)
         real_words, real_emoji = words_and_emoji(rows["response"].tolist()) if rows is not None else (np.zeros(1), np.zeros(1))
         if lo > 0:
-            text, better = f"refined is BETTER than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", True
+            text, better = f"refined (round {kept}) is BETTER than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", True
         elif hi < 0:
-            text, better = f"refined is WORSE than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", False
+            text, better = f"refined (round {kept}) is WORSE than sft on validation fidelity: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]", False
         else:
-            text, better = (f"refined is not measurably different from sft on validation fidelity: {d:+.3f} "
+            text, better = (f"refined (round {kept}) is not measurably different from sft on validation fidelity: {d:+.3f} "
                             f"[{lo:+.3f}, {hi:+.3f}], the interval holds 0"), None
-        return {"verdict": text + " (95% paired bootstrap, validation messages).", "better": better,
+        return {"verdict": text + " (95% paired bootstrap, validation messages).", "better": better, "kept_round": kept,
                 "difference": d, "ci_low": lo, "ci_high": hi, "n": len(first["fidelity_items"]),
-                "fidelity": {"sft": first["fidelity"], "refined": last["fidelity"]},
+                "fidelity": {f"round {h['round']}": h["fidelity"] for h in rounds},
                 "words_per_reply": {"sft": first.get("words_per_reply"), "refined": last.get("words_per_reply"),
                                     "person": round_(float(real_words.mean()))},
                 "emoji_per_reply": {"sft": first.get("emoji_per_reply"), "refined": last.get("emoji_per_reply"),
                                     "person": round_(float(real_emoji.mean()))}}
 
+    def best_round(self) -> int:
+        """The round whose model validated best (round 0 is the stage-2 model; a tie goes to the
+        earlier round): refinement hands on its best validated model, not simply its last.
+        With ``keep="last"`` the last round, whatever it validates: for rankings that express a
+        preference the person's past replies do not show (fidelity is measured against those)."""
+        scored = [(h["round"], h.get("fidelity")) for h in self.history if isinstance(h.get("fidelity"), (int, float))]
+        if self.keep == "last" or not scored:
+            return self.history[-1]["round"] if self.history else 0
+        top = max(f for _, f in scored)
+        return min(r for r, f in scored if f == top)
+
     def finish(self) -> Path:
-        """Save the current model to ``models/refined`` atomically (an old one is kept as a backup)."""
+        """Save the best validated round's model (:meth:`best_round`) to ``models/refined``
+        atomically (an old one is kept as a backup). When no round validated better than the
+        stage-2 model, that model is what is saved, and ``refine_log.json`` says so."""
         from twinlib.sft import _publish
 
         if self.reused:
             return self.final
         self.start()
+        kept = self.best_round()
+        self.kept_round = kept
+        if self.history and kept != self.history[-1]["round"]:
+            self._load(self.run.model("sft") if kept == 0 else self.work / f"round_{kept}")
+            _say(f"round {kept} validated best (fidelity {self._fidelity(kept):.3f}; last round "
+                 f"{self._fidelity(self.history[-1]['round']):.3f}): it is the model saved"
+                 + (", i.e. refinement kept the stage-2 model" if kept == 0 else ""), self.verbose)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         tmp = self.run.models / f".refined.tmp-{stamp}"
         try:
@@ -452,7 +489,8 @@ class Refinement:
             self.tokenizer.save_pretrained(tmp)
             self.finished = True
             (tmp / "twin.json").write_text(json.dumps({
-                "kind": "refined", "from": str(self.run.model("sft")), "method": "best-of-k fine-tuning",
+                "kind": "refined", "from": "models/sft", "method": "best-of-k fine-tuning",
+                "data_fingerprint": data_fingerprint(self.run), "kept_round": kept,
                 "rounds": len(self.history) - 1, "k": self.k, "profile": self.profile.name,
                 "simulated_rankings": any(h.get("simulated") for h in self.history[1:]),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -407,20 +407,21 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
                        overwrite: bool = False, epochs: float = 3.0, max_steps: int = -1,
                        learning_rate: float | None = None, batch_size: int | None = None,
                        margin_scale: float | None = 1.0, test_fraction: float = 0.2, seed: int = 0,
-                       base_model: str | None = None, log=print) -> dict:
+                       base_model: str | None = None, log=print, max_pairs: int | None = None) -> dict:
     """Train the reward model of a run and save it to ``models/reward`` (with ``reward.json``).
 
     ``preferences_or_records``: preferences or rankings in any form :func:`load_preferences`
     takes (default: the run's ``rankings.jsonl``). ``base_model_path``: the twin to start from
     (default: ``models/refined``, else ``models/sft``). The pairs are split by conversation;
     the held-out pairwise accuracy is reported (``test_accuracy``), next to the training one.
-    ``margin_scale=None`` trains without margins. An existing ``models/reward`` is reused unless
-    ``overwrite=True``.
+    ``margin_scale=None`` trains without margins. ``max_pairs`` caps the training pairs (a seeded
+    sample: k candidates give k(k−1)/2 pairs per ranking, many of them near-duplicates). An existing
+    ``models/reward`` is reused unless ``overwrite=True``.
     """
     import torch
     from trl import RewardConfig, RewardTrainer
 
-    from twinlib.modeling import later_stage_profile, load_tokenizer, pick_device, trainer_precision_kwargs
+    from twinlib.modeling import cpu_threads, later_stage_profile, load_tokenizer, pick_device, trainer_precision_kwargs
 
     run = RunDir(run_dir)
     prof = later_stage_profile(profile, run, base_model)
@@ -434,6 +435,8 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
         raise ValueError("no preference pairs: rank some candidates in stage 3 (03_iterative_refinement.ipynb) first; "
                          "a ranking needs at least two candidates with different ranks.")
     train_df, test_df = split_preferences(prefs, test_fraction, seed)
+    if max_pairs and len(train_df) > max_pairs:
+        train_df = train_df.sample(n=max_pairs, random_state=seed).reset_index(drop=True)
     log(f"reward model: {len(prefs)} preference pairs → {len(train_df)} for training, {len(test_df)} held out "
         f"({train_df['prompt'].nunique()} / {test_df['prompt'].nunique()} messages)")
     device = pick_device()
@@ -450,7 +453,7 @@ def train_reward_model(run_dir, profile="tiny", preferences_or_records=None, bas
         peft_config = LoraConfig(r=prof.lora_r, lora_alpha=prof.lora_alpha, lora_dropout=prof.lora_dropout,
                                  target_modules="all-linear", task_type="SEQ_CLS")
     t0 = time.time()
-    with atomic_model_dir(out, overwrite) as tmp:
+    with atomic_model_dir(out, overwrite) as tmp, cpu_threads(prof, model, device):
         args = RewardConfig(
             output_dir=str(tmp / "_trainer"), num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
             per_device_train_batch_size=bs, logging_steps=1, disable_tqdm=True, save_strategy="no", eval_strategy="no",

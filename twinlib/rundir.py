@@ -11,6 +11,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def data_fingerprint(run) -> str | None:
+    """A short hash of the run's ``pairs.csv``: models and rankings are only valid for the data
+    they were made from (``None`` before stage 1)."""
+    import hashlib
+
+    p = RunDir(run).pairs_csv
+    if not p.exists():
+        return None
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
+
+class DataMismatchError(RuntimeError):
+    """A model of the run directory was trained on other data than the run's ``pairs.csv``."""
+
+
+def check_fingerprint(run, model_dir, stage: str) -> None:
+    """Refuse to reuse ``model_dir`` when it was trained on other pairs than the run's (its
+    ``twin.json`` records :func:`data_fingerprint`). Models that record none (older runs) pass."""
+    meta = Path(model_dir) / "twin.json"
+    if not meta.exists():
+        return
+    saved = json.loads(meta.read_text(encoding="utf-8")).get("data_fingerprint")
+    now = data_fingerprint(run)
+    if saved and now and saved != now:
+        root = RunDir(run).root
+        raise DataMismatchError(
+            f"{model_dir} was trained on other data than {RunDir(run).pairs_csv} holds now (fingerprint {saved} vs "
+            f"{now}): stage 1 was re-run with another export or other settings. Reusing it would give you the twin "
+            f"of the old data. Use a new run_dir for the new export (e.g. runs/mine), or run {stage} with "
+            f"overwrite = True to train it again on {root}'s current data (the old model is kept as a backup)."
+        )
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path

@@ -92,8 +92,10 @@ def _save_state(run_dir: Path, state: dict) -> None:
 
 def _fingerprint(params: dict) -> str:
     """A hash of a stage's parameters: resume compares it, and run_state.json never holds the
-    values themselves (they include the user's name)."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    values themselves (they include the user's name). ``run_dir`` is left out: a run moved to
+    another folder (or to Drive) is the same run and resumes."""
+    kept = {k: v for k, v in params.items() if k != "run_dir"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ProgressEcho:

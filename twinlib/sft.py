@@ -39,6 +39,7 @@ from twinlib.modeling import (
     Profile,
     as_profile,
     count_parameters,
+    distributed_state,
     end_of_turn_ids,
     fit_messages,
     get_profile,
@@ -46,17 +47,20 @@ from twinlib.modeling import (
     load_model,
     lora_config,
     pick_device,
+    pick_cpu_threads,
     pick_dtype,
     prepare_base_model,
     trainer_precision_kwargs,
+    weights_in_sync,
 )
-from twinlib.rundir import RunDir
+from twinlib.rundir import RunDir, check_fingerprint, data_fingerprint
 
 STAGE1 = "notebook 01 (01_collect_data.ipynb)"
 METRICS_FILE = "train_metrics.json"
 LOG_FILE = "log_history.json"
 CURVE_FILE = "loss_curve.png"
 PROMPT_TESTS_FILE = "sft_prompt_tests.csv"
+CPU_EVAL_SAMPLES = 128  # validation examples per evaluation when a LoRA (real) model trains on a CPU
 
 
 # --------------------------------------------------------------------------- data
@@ -132,7 +136,13 @@ def prepare_base(run_dir, profile: str | Profile = "tiny", splits: dict | None =
     prof = as_profile(profile, run=run)
     if prof.base_model == "tiny" and not has_model(run.model("base")):
         train = (splits or load_splits(run))["train"]
-        return prepare_base_model(prof, list(train["prompt"]) + list(train["response"]), run.model("base"), seed=seed)
+        out = prepare_base_model(prof, list(train["prompt"]) + list(train["response"]), run.model("base"), seed=seed)
+        meta = Path(out) / "twin.json"  # its tokenizer was trained on this data: record which
+        info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
+        meta.write_text(json.dumps({**info, "data_fingerprint": data_fingerprint(run)}, indent=2, default=str))
+        return out
+    if prof.base_model == "tiny":
+        check_fingerprint(run, run.model("base"), "notebook 02 (02_supervised_finetuning.ipynb)")
     return prepare_base_model(prof, [], run.model("base"), seed=seed)
 
 
@@ -198,10 +208,9 @@ def sft_config(
     lowest validation loss is loaded at the end (``load_best_model_at_end``). Any keyword of
     ``SFTConfig`` can be overridden.
     """
-    from accelerate import PartialState
     from trl import SFTConfig
 
-    steps = plan_steps(profile, n_train, max_steps, processes=PartialState().num_processes)
+    steps = plan_steps(profile, n_train, max_steps, processes=distributed_state().num_processes)
     every = max(1, math.ceil(steps / max(1, n_evals)))
     kw = dict(
         output_dir=str(out_dir),
@@ -440,7 +449,7 @@ def train_sft(
     max_steps: int | None = None,
     seed: int = 0,
     patience: int | None = None,
-    max_eval_samples: int | None = 512,
+    max_eval_samples: int | None = None,
     progress: bool = True,
     time_budget_min: float | None = None,
     pretrain_min: float | None = None,
@@ -468,12 +477,12 @@ def train_sft(
     ``models/sft/train_metrics.json``).
     """
     import torch
-    from accelerate import PartialState
 
     run = RunDir(run_dir)
     run.ensure()
     final = run.model("sft")
     if has_model(final) and not overwrite:
+        check_fingerprint(run, final, "notebook 02 (02_supervised_finetuning.ipynb)")
         metrics = read_metrics(final)
         metrics.update(reused=True, model_dir=run.relative(final))
         wanted = as_profile(profile, run=run).name  # "auto" stands for what stage 2 used
@@ -489,7 +498,7 @@ def train_sft(
 
     # One process, or one per GPU under `accelerate launch`: the main process builds, writes and
     # publishes; the others train alongside it and wait.
-    dist = PartialState()
+    dist = distributed_state()
     prof = as_profile(profile, run=run)
     splits = load_splits(run)
     t0 = time.time()
@@ -508,13 +517,15 @@ def train_sft(
     val_df = splits["validation"]
     if len(val_df) == 0:  # no validation split: hold out a slice of training for early stopping
         val_df = splits["train"].sample(n=max(1, len(splits["train"]) // 10), random_state=seed)
+    if max_eval_samples is None:  # a real model on a CPU: each validation pass is costly, so a smaller sample
+        max_eval_samples = CPU_EVAL_SAMPLES if kind == "cpu" and prof.lora else 512
     if max_eval_samples and len(val_df) > max_eval_samples:
         val_df = val_df.sample(n=max_eval_samples, random_state=seed)
     eval_ds = to_sft_dataset(val_df, tok, prof.max_length)
 
     threads = torch.get_num_threads()
-    if kind == "cpu" and prof.cpu_threads > 0:
-        torch.set_num_threads(prof.cpu_threads)  # restored below
+    if kind == "cpu":  # whatever the profile: torch's default thread count is the worst on a shared machine
+        torch.set_num_threads(pick_cpu_threads(prof, count_parameters(model)[1]))  # restored below
     patience = prof.sft_patience if patience is None else patience
     budget_min = prof.sft_time_budget_min if time_budget_min is None else time_budget_min
 
@@ -552,6 +563,7 @@ def train_sft(
             "profile": prof.name,
             "device": device,
             "processes": dist.num_processes,
+            "weights_in_sync": weights_in_sync(trainer.model),  # None with one process
             "lora": prof.lora,
             "merged_adapter": bool(prof.lora),
             "n_train": len(train_ds),
@@ -593,6 +605,7 @@ def train_sft(
             _write_json(tmp / LOG_FILE, log_history)
             _write_json(tmp / "twin.json", {
                 "kind": "sft", "base_model": run.relative(base_model_path), "lora": prof.lora, "merged_adapter": bool(prof.lora),
+                "data_fingerprint": data_fingerprint(run),
                 "system_prompt": SYSTEM_PROMPT, "profile": asdict(prof), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
             from twinlib.plots import plot_loss_curves
@@ -703,9 +716,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     prof = get_profile(args.profile, base_model=args.base_model or None, **overrides)
     metrics = train_sft(args.run_dir, prof, overwrite=args.overwrite, max_steps=args.max_steps if args.max_steps > 0 else None,
                         seed=args.seed, progress=not args.no_progress)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if distributed_state().is_main_process:
         print(json.dumps(metrics, indent=2, default=str))
     return metrics
 
