@@ -84,19 +84,25 @@ def test_chat_widget_sends_and_resets(monkeypatch):
     assert box.session.history == [] and "Say something" in log.value
 
 
-def test_pick_model_prefers_the_most_trained(tmp_path):
+def test_pick_model_is_the_measured_best(tmp_path):
+    """Before stage 5 has measured: sft (never a later stage that has not been shown to beat it);
+    after: the model eval/selection.json names."""
+    import json
+
     for name in ("base", "sft", "dpo"):
         (tmp_path / "models" / name).mkdir(parents=True)
         (tmp_path / "models" / name / "config.json").write_text("{}")
-    assert pick_model(tmp_path)[0] == "dpo"
-    assert pick_model(tmp_path, "sft")[0] == "sft"
+    assert pick_model(tmp_path)[0] == "sft"
+    assert pick_model(tmp_path, "dpo")[0] == "dpo"
     with pytest.raises(FileNotFoundError, match="ppo"):
         pick_model(tmp_path, "ppo")
     with pytest.raises(ValueError):
         pick_model(tmp_path, "gpt")
-    (tmp_path / "models" / "ppo").mkdir()
-    (tmp_path / "models" / "ppo" / "config.json").write_text("{}")
-    assert pick_model(tmp_path)[0] == "ppo"
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "selection.json").write_text(json.dumps({"best": "dpo"}))
+    assert pick_model(tmp_path)[0] == "dpo"
+    (tmp_path / "eval" / "selection.json").write_text(json.dumps({"best": "ppo"}))  # no such model any more
+    assert pick_model(tmp_path)[0] == "sft"
 
 
 def test_chat_main_terminal_loop(tiny_run):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from twinlib.modeling import PROFILES
 from twinlib.export import (ExportError, _unpack_converter, export, export_hf, gpt2_byte_level, modelfile_text,
                             template_family, with_default_system)
 
@@ -52,7 +53,7 @@ def test_hf_folder_loads_with_plain_transformers_and_replies_the_same(toy_run, h
     assert out[0, ids.shape[1]:].tolist()[: len(ref_new)] == ref_new
     assert tok.decode(ref_new, skip_special_tokens=True).strip()     # it says something
     info = json.loads((hf_export / "twin_export.json").read_text())
-    assert info["twin_model"] == "sft" and info["sampling"]["max_new_tokens"] == 40
+    assert info["twin_model"] == "sft" and info["sampling"]["max_new_tokens"] == PROFILES["tiny"].max_new_tokens
     assert "personal data" in (hf_export / "README.md").read_text()
     assert set(model.generation_config.eos_token_id) >= {tok.convert_tokens_to_ids("<|im_end|>")}
     given = tok.apply_chat_template([{"role": "system", "content": "other"}] + CONVERSATION, tokenize=False)

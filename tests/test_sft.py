@@ -44,6 +44,11 @@ def small_run(sample_run, tmp_path_factory) -> RunDir:
     rows = pd.concat([splits["train"].head(48), splits["validation"].head(8), splits["test"].head(8)])
     rows.to_csv(run.pairs_csv, index=False)
     shutil.copytree(sample_run.model("base"), run.model("base"))
+    # the base's tokenizer was trained on the whole sample: mark it as this subset's (the reuse guard checks)
+    meta = run.model("base") / "twin.json"
+    from twinlib.rundir import data_fingerprint
+
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "data_fingerprint": data_fingerprint(run)}))
     return run
 
 
