@@ -101,20 +101,21 @@ def test_seeded_sampler_draws_from_the_softmax():
     assert set(top(None, logits.repeat(50, 1)).argmax(-1).tolist()) == {0}
 
 
-def test_best_is_decided_in_one_place(toy_run, monkeypatch):
-    import twinlib.evaluation as evaluation
+def test_best_is_the_measured_model(toy_run, tmp_path):
+    """--model best serves what stage 5 measured best (eval/selection.json), sft before that."""
+    import json
+    import shutil
+
     from twinlib.serve import best_model_name, resolve_model
 
-    monkeypatch.delattr(evaluation, "run_best_model", raising=False)
-    assert best_model_name(toy_run) == "sft"  # the most trained model the run has
-    monkeypatch.setattr(evaluation, "run_best_model", lambda run: "base", raising=False)
-    assert best_model_name(toy_run) == "base"
-    with pytest.raises(FileNotFoundError, match="no 'base' model"):  # the toy run has no models/base
-        resolve_model(toy_run, "best")
-    monkeypatch.setattr(evaluation, "run_best_model", lambda run: None, raising=False)
-    assert resolve_model(toy_run, "best")[0] == "sft"
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    assert best_model_name(run) == "sft" and resolve_model(run, "best")[0] == "sft"
+    (run / "eval").mkdir(exist_ok=True)
+    (run / "eval" / "selection.json").write_text(json.dumps({"best": "base"}))  # the toy run has no models/base
+    assert best_model_name(run) == "sft"  # a choice that names no model of the run is ignored
     with pytest.raises(ValueError, match="unknown model"):
-        resolve_model(toy_run, "gpt-4")
+        resolve_model(run, "gpt-4")
 
 
 def test_it_listens_on_this_machine_only_unless_told():

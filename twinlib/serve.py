@@ -66,20 +66,12 @@ MAX_QUEUE = 256                  # requests waiting for a worker before the serv
 
 
 def best_model_name(run_dir) -> str | None:
-    """The model that ``--model best`` serves: the one place where "best" is decided.
+    """The model that ``--model best`` serves: the run's best by measurement
+    (:func:`twinlib.evaluation.run_best_model`: stage 5's validation fidelity, ``sft`` before
+    stage 5 has measured), as chat and the report use."""
+    from twinlib.evaluation import run_best_model
 
-    ``twinlib.evaluation.run_best_model(run_dir)`` decides when it exists (the run's best model by
-    measured validation fidelity); until then, or when it has no answer (``None``), the most
-    trained model of the run (:func:`twinlib.evaluation.best_model`: ppo > dpo > refined > sft).
-    """
-    from twinlib import evaluation
-
-    decide = getattr(evaluation, "run_best_model", None)
-    if decide is not None:
-        name = decide(run_dir)
-        if name is not None:
-            return name
-    return evaluation.best_model(evaluation.available_models(run_dir))
+    return run_best_model(run_dir)
 
 
 def resolve_model(run_dir, model: str = "best") -> tuple[str, str]:
