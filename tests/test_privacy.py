@@ -167,6 +167,29 @@ def test_no_network(monkeypatch):
     assert attempts == []
 
 
+@pytest.mark.parametrize("after", [" (0)", " ok", " (home)", " (12)", "(0)", " (0) after six", " (1) ext. 4"])
+def test_a_phone_number_is_found_whatever_follows_it(after):
+    """An international number followed by digits in brackets (the trunk digit, as in
+    ``+44 (0)…``, or an extension) was stored verbatim: the longest possible number is taken."""
+    anon = Anonymizer("Zed Quux", [])
+    for number in ("+44 7700 900123", "0044 7700 900123", "+1 555-010-2288"):
+        out = anon.anonymize(frame([("c", "Zed Quux", f"ring {number}{after}"), ("c", "Zed Quux", number + after)]))
+        assert list(out["text"]) == [f"ring <PHONE>{after}", f"<PHONE>{after}"], number
+        assert anon.summary["replaced"]["PHONE"] == 2
+
+
+def test_scrub_text_is_the_anonymizer_for_one_text():
+    text = "Robin here: text Sam on +44 7700 900123 (0) or sam.carter@example.com, 林晓雨说13912345678好的"
+    out = privacy.scrub_text(text, me="Robin Vale", names=["Sam Carter", "林晓雨"])
+    assert out == "<ME> here: text <PERSON_1> on <PHONE> (0) or <EMAIL>, <PERSON_2>说<PHONE>好的"
+    table = Anonymizer("Robin Vale", ["Sam Carter", "林晓雨"]).anonymize(frame([("c", "Robin Vale", text)]))
+    assert table.loc[0, "text"] == out  # the same as a message table gets
+    # without names only the patterns apply, and a name nobody gave stays
+    assert privacy.scrub_text(text) == ("Robin here: text Sam on <PHONE> (0) or <EMAIL>, 林晓雨说<PHONE>好的")
+    assert privacy.scrub_text("- ok -", me=" ", names=["", "  "]) == "- ok -"
+    assert privacy.scrub_text("hi Sam", names=("Sam Carter",)) == "hi <PERSON_1>"
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="no .*'kind'"):
         Anonymizer("Anna").anonymize(MESSAGES.drop(columns="kind"))

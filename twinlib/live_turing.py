@@ -52,7 +52,6 @@ PARTNERS = ("twin", "person")
 MAX_TEXT_CHARS = 2000
 PRESENCE_SECONDS = 20.0      # the person counts as online this long after their page last asked for news
 STATIC = Path(__file__).resolve().parent / "static"
-NO_NAME = "-"                # the anonymizer needs a "me"; this one matches no text
 
 
 def results_path(run_dir) -> Path:
@@ -178,25 +177,20 @@ def sessions_from_events(events: Sequence[dict]) -> dict[str, Session]:
 
 
 def make_scrubber(me: str | None = None, other_names: Sequence[str] = ()) -> Callable[[str], str]:
-    """``scrub(text) -> text`` with names and personal data replaced, by :class:`twinlib.privacy.Anonymizer`.
+    """``scrub(text) -> text`` with names and personal data replaced, by :func:`twinlib.privacy.scrub_text`.
 
     There is no participant list at serve time, so only the names given here (``me`` becomes
     ``<ME>``, ``other_names`` ``<PERSON_1>``...) are looked for; the pattern recognizers (phones,
     e-mails, URLs, IBANs, cards, IPs, coordinates) always run.
     """
-    import pandas as pd
+    from twinlib.privacy import scrub_text
 
-    from twinlib.privacy import Anonymizer
-
-    anon = Anonymizer(me or NO_NAME, names=[n for n in other_names if n])
-    sender = me or NO_NAME
-    lock = threading.Lock()
+    names = tuple(n for n in other_names if n)
+    lock = threading.Lock()  # one text at a time, as before: the recognizers are not known to be thread-safe
 
     def scrub(text: str) -> str:
-        df = pd.DataFrame({"chat": ["live"], "timestamp": [pd.Timestamp.now(tz="UTC")], "sender": [sender],
-                           "text": [str(text)], "kind": ["text"]})
         with lock:
-            return str(anon.anonymize(df)["text"].iloc[0])
+            return scrub_text(str(text), me=me, names=names)
 
     return scrub
 

@@ -330,6 +330,26 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _possible_international(raw: str) -> int:
+    """The length of the longest start of ``raw`` (an international number as matched, ``+``/``00``
+    first) that is a possible phone number, or 0. A possible number followed by more digits, such
+    as the trunk digit of ``+44 7700 900123 (0)`` or an extension, is found without them."""
+    import phonenumbers
+
+    # every place where a group of digits ends, longest first
+    for end in sorted((m.end() for m in re.finditer(r"\d(?!\d)", raw)), reverse=True):
+        prefix = raw[:end]
+        if _digits(prefix) < 7:
+            break
+        number = "+" + prefix[2:] if prefix.startswith("00") else prefix
+        try:
+            if phonenumbers.is_possible_number(phonenumbers.parse(number, None)):
+                return end
+        except phonenumbers.NumberParseException:
+            pass
+    return 0
+
+
 @functools.lru_cache(maxsize=4)
 def _analyzer(phone_regions: tuple[str, ...]):
     """A Presidio AnalyzerEngine with pattern recognizers only (no NLP model, no network)."""
@@ -405,13 +425,9 @@ def _analyzer(phone_regions: tuple[str, ...]):
                 base, chunk = cand.start(), cand.group()
                 found = set()
                 for m in _PHONE_INTERNATIONAL.finditer(chunk):
-                    raw = m.group()
-                    number = "+" + raw[2:] if raw.startswith("00") else raw
-                    try:
-                        if phonenumbers.is_possible_number(phonenumbers.parse(number, None)):
-                            found.add((m.start(), m.end()))
-                    except phonenumbers.NumberParseException:
-                        pass
+                    end = _possible_international(m.group())
+                    if end:
+                        found.add((m.start(), m.start() + end))
                 found.update((m.start(), m.end()) for m in _PHONE_NANP.finditer(chunk))
                 # the digits from the first to the last: once one match covers them, stop
                 first = next(i for i, c in enumerate(chunk) if c.isdigit())
@@ -810,3 +826,31 @@ class Anonymizer:
             "replaced": {kind: int(totals.get(kind, 0)) for kind in PLACEHOLDERS},
         }
         return out
+
+
+# A "me" that matches no text, for texts scrubbed without knowing the person's name.
+_NOBODY = "-"
+
+
+@functools.lru_cache(maxsize=16)
+def _text_anonymizer(me: str, names: tuple[str, ...]) -> Anonymizer:
+    anon = Anonymizer(me, names)
+    anon._name_regex()  # compiled once here, not by the first caller of scrub_text
+    return anon
+
+
+def scrub_text(text: str, me: str | None = None, names: Iterable[str] = ()) -> str:
+    """One text with personal data and the given names replaced, without a message table.
+
+    The pattern recognizers always run (phones, e-mails, URLs, IBANs, cards, IPs, coordinates, IDs,
+    addresses...), as in :meth:`Anonymizer.anonymize`; ``me`` (if given) becomes ``<ME>`` and
+    ``names`` become ``<PERSON_1>``, ``<PERSON_2>``, … in their order. Only those names are known:
+    anyone else's name stays as written. For a live chat, where there is no export to take
+    participants from::
+
+        >>> scrub_text("Robin here, call me on +44 7700 900123", me="Robin Vale")
+        '<ME> here, call me on <PHONE>'
+    """
+    me = str(me).strip() if me is not None else ""
+    names = tuple(n for n in (str(x).strip() for x in names) if n)
+    return _text_anonymizer(me or _NOBODY, names)._scrub(str(text))[0]
