@@ -171,7 +171,7 @@ def _anchor(heading: str) -> str:
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/formats.md", "docs/stage1.md", "docs/stage2.md",
-                                 "docs/stage3.md", "docs/stage4.md", "docs/stage5.md"])
+                                 "docs/stage3.md", "docs/stage4.md", "docs/stage5.md", "docs/serving.md"])
 def test_doc_links_resolve(doc):
     """Every in-page anchor names a heading, every relative link or picture names a file that exists."""
     import re
