@@ -563,7 +563,7 @@ def train_sft(
             "profile": prof.name,
             "device": device,
             "processes": dist.num_processes,
-            "weights_in_sync": weights_in_sync(trainer.model),  # None with one process
+            "weights_in_sync": None if sharded(trainer) else weights_in_sync(trainer.model),  # None: one process
             "lora": prof.lora,
             "merged_adapter": bool(prof.lora),
             "n_train": len(train_ds),
@@ -592,11 +592,16 @@ def train_sft(
             "parameters": total,
             "seed": seed,
         }
+        if sharded(trainer):  # FSDP / ZeRO-3: no process holds the whole model; the Trainer gathers it (all processes)
+            trainer.save_model(str(tmp / "adapter" if prof.lora else tmp))
         if dist.is_main_process:
-            tmp.mkdir(parents=True)
+            tmp.mkdir(parents=True, exist_ok=True)
             model_out = trainer.model
-            if prof.lora:  # keep the adapter, save the merged model: later stages load a plain checkpoint
+            if sharded(trainer):  # read back what the Trainer gathered, onto the CPU
+                model_out = _gathered_model(tmp, base_model_path, prof, dtype)
+            elif prof.lora:
                 model_out.save_pretrained(tmp / "adapter")
+            if prof.lora:  # keep the adapter, save the merged model: later stages load a plain checkpoint
                 model_out = model_out.merge_and_unload()
             model_out.generation_config.eos_token_id = end_of_turn_ids(tok)
             model_out.generation_config.pad_token_id = tok.pad_token_id
@@ -623,6 +628,28 @@ def train_sft(
             shutil.rmtree(tmp, ignore_errors=True)  # only left behind if something failed
     dist.wait_for_everyone()
     return metrics
+
+
+def sharded(trainer) -> bool:
+    """Whether the trainer shards the model's weights over its processes (FSDP, DeepSpeed ZeRO-3),
+    so that no single process holds the whole model."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        return bool(is_deepspeed_zero3_enabled())
+    return False
+
+
+def _gathered_model(folder: Path, base_model_path, prof: Profile, dtype):
+    """The model ``Trainer.save_model`` gathered into ``folder`` (its ``adapter`` on the base for LoRA), on the CPU."""
+    if not prof.lora:
+        return load_model(folder, device="cpu", dtype=dtype)[0]
+    from peft import PeftModel
+
+    base, _ = load_model(base_model_path, device="cpu", dtype=dtype)
+    return PeftModel.from_pretrained(base, folder / "adapter")
 
 
 def _best_step(state) -> int | None:
