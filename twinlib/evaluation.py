@@ -7,7 +7,9 @@ compared with what the person really said:
 ==========================  =======================================================  ==========
 metric                      what it measures                                         better
 ==========================  =======================================================  ==========
-semantic_similarity         mean cosine of MiniLM sentence embeddings, reply vs real higher
+semantic_similarity         mean cosine of sentence embeddings, reply vs real        higher
+                            (twinlib.embeddings: MiniLM for English, the
+                            multilingual model for Chinese, Japanese, Korean)
 chrf                        character n-gram F1 (sacrebleu chrF, beta 1, 0-100)      higher
 perplexity                  perplexity of the person's real replies under the model  lower
 mean_logprob                mean log-probability per token of the real replies       higher
@@ -80,7 +82,8 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("semantic_similarity", "semantic similarity", "higher",
-               "mean cosine similarity of MiniLM sentence embeddings of the model's reply and the real one"),
+               "mean cosine similarity of sentence embeddings of the model's reply and the real one (MiniLM for "
+               "English, the multilingual model for Chinese, Japanese and Korean; twinlib.embeddings)"),
         Metric("chrf", "chrF", "higher", "character n-gram F-score of the replies against the real ones (sacrebleu, 0–100)"),
         Metric("perplexity", "perplexity", "lower", "perplexity of the person's real replies under the model"),
         Metric("mean_logprob", "mean log-prob", "higher", "mean log-probability per token of the person's real replies"),

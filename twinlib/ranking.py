@@ -13,7 +13,9 @@ most like them. Every judgement is a line in ``rankings.jsonl`` in the run direc
   :meth:`~RankingSession.undo`, :meth:`~RankingSession.progress`. Re-creating it over the same
   store resumes at the first item without a judgement.
 * :class:`AutoRanker` stands in for the person in papermill runs and CI: it ranks candidates
-  by MiniLM similarity to the person's real replies and by :class:`twinlib.style.StyleProfile`.
+  by how close each comes to the person's real reply: sentence-embedding similarity
+  (:mod:`twinlib.embeddings`: MiniLM for English, the multilingual model for Chinese, Japanese and
+  Korean), chrF and a form typical for the person.
   Its records say ``"ranker": "auto"``: they are *simulated* rankings.
 * :func:`to_preferences`, :func:`best_of_k` and :func:`preference_dataset` turn rankings into
   training signal: every better/worse pair (the rank gap as a margin) for the reward model and
