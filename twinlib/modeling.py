@@ -296,8 +296,9 @@ def pick_cpu_threads(profile: "Profile | None" = None, parameters: int | None = 
     leave idle (at least one, at most torch's default). torch's default, one thread per core, is
     the worst choice on a shared machine (a laptop, CI beside a test suite): each operation waits
     for its slowest thread, and a thread that shares its core with another job makes every step
-    wait. A toy-size Llama folder on the ``t4`` profile trained 12× slower beside another
-    CPU-bound job with two threads, against about 2× with one (``bench/contention_bench.py``).
+    wait. A toy-size Llama folder on the ``t4`` profile, beside two busy processes on a 2-core
+    machine, took 55× its time per step alone with torch's two threads and 3.5× with one; beside one
+    busy process, 2.0× with one (``bench/contention_bench.py``).
     """
     import torch
 
