@@ -188,3 +188,29 @@ def test_gpu_bench_cpu_smoke(tmp_path):
         assert "CUDA" in rows[name]["skipped"], rows[name]
     assert result["ppo"]["rollout_tokens_per_s"] > 0 and result["ppo"]["update_tokens_per_s"] > 0
     assert "tokens_per_s" in proc.stdout and "these figures say nothing about a GPU" in proc.stdout
+
+
+def test_cpu_threads_are_picked_for_any_profile(arch_folders):
+    """On a CPU every profile gets threads picked for a shared machine, not torch's one per core:
+    one for a small model, the profile's own setting when it has one, and a count someone chose
+    before loading is left alone."""
+    import torch
+
+    from twinlib.modeling import PROFILES, get_profile, load_model, pick_cpu_threads
+
+    t4 = get_profile("t4", base_model=str(arch_folders["llama"]))
+    assert t4.cpu_threads == 0                                           # nothing set: picked
+    assert pick_cpu_threads(t4, parameters=250_000) == 1                 # a toy-size model: one thread
+    assert pick_cpu_threads(PROFILES["tiny"], parameters=10**9) == 1     # the profile's own setting wins
+    big = pick_cpu_threads(t4, parameters=10**9)
+    assert 1 <= big <= (os.cpu_count() or 1)                             # a real size: the idle cores
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        load_model(arch_folders["qwen2"], device="cpu")
+        assert torch.get_num_threads() == 1                              # picked on load: one for a toy model
+        torch.set_num_threads(5)                                         # a count chosen by hand stays
+        load_model(arch_folders["qwen2"], device="cpu")
+        assert torch.get_num_threads() == 5
+    finally:
+        torch.set_num_threads(before)
