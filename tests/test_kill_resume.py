@@ -64,7 +64,7 @@ def test_a_kernel_killed_mid_stage_loses_nothing(pipeline_run, tmp_path):
     state["stages"] = {k: v for k, v in state["stages"].items() if k[:2] in ("01", "02")}
     (run / "run_state.json").write_text(json.dumps(state))
     sft_weights = _sha(run / "models" / "sft" / "model.safetensors")
-    per_round = PIPELINE_TEST_PARAMS["prompts_per_round"]
+    per_round = PIPELINE_TEST_PARAMS["auto_prompts_per_round"]  # the simulated ranker's count (no widget here)
     rankings = run / "rankings.jsonl"
 
     proc = subprocess.Popen(_stage3_command(run), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,6 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
+from twinlib.modeling import PROFILES
+
 from twinlib.rewards import (
     atomic_model_dir,
     existing_model,
@@ -132,7 +134,7 @@ def test_train_reward_model_on_rankings(toy_run, tmp_path):
     assert summary["test_accuracy"] >= 0.7 and summary["train_accuracy"] >= 0.8
     assert "held-out" in said[-1]
     scorer = RewardModelScorer(out, device="cpu")
-    assert scorer.max_length == 256
+    assert scorer.max_length == PROFILES["tiny"].max_length  # the length it was trained with
     s = scorer(["[]", "[]"], ["are you hungry?"] * 2, ["we could get pizza", "ok ok see you soon"])
     assert s[0] > s[1]
     again = train_reward_model(run, "tiny", log=lambda *_: None)
