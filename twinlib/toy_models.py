@@ -22,7 +22,7 @@ Two sizes:
 Command line::
 
     python -m twinlib.toy_models --arch qwen2 --out models/toy-qwen2            # toy size
-    python -m twinlib.toy_models --arch qwen2 --size qwen2.5-1.5b --out models/qwen2.5-1.5b-random
+    python -m twinlib.toy_models --size qwen2.5-1.5b --out models/qwen2.5-1.5b-random       # real size
     python -m twinlib run --profile gpu --base-model models/toy-qwen2 --run-dir runs/try-gpu
 """
 
@@ -251,13 +251,15 @@ def _arch(arch: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m twinlib.toy_models", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", choices=sorted(ARCHITECTURES), default="llama")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
+                    help="llama or qwen2 (default: the size's, llama for toy)")
     ap.add_argument("--size", choices=SIZES, default="toy", help="toy (default) or a real checkpoint's configuration")
     ap.add_argument("--out", required=True, help="the folder to write (use it as --base-model)")
     ap.add_argument("--vocab-size", type=int, default=2048, help="tokens the tokenizer learns (default 2048)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="where the weights are initialised (cuda is faster for real sizes)")
     args = ap.parse_args(argv)
+    args.arch = args.arch or (REAL_CONFIGS[args.size][0] if args.size in REAL_CONFIGS else "llama")
     out = build_model_folder(args.out, args.arch, args.size, vocab_size=args.vocab_size, seed=args.seed,
                              device=args.device)
     info = json.loads((out / "random_weights.json").read_text())
