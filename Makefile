@@ -45,6 +45,7 @@ bench: venv
 	$(PY) bench/sft_bench.py
 	$(PY) bench/rl_bench.py
 	$(PY) bench/serve_bench.py
+	$(PY) bench/contention_bench.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -80,6 +80,9 @@ PIPELINE_TEST_PARAMS = {
     "n_samples": 4,
     # stage 5
     "n_test": 120,
+    "n_validation": 120,
+    "verdict_messages": 64,
+    "judge_messages": 200,
     "n_prompt_tests": 2,
 }
 

@@ -28,7 +28,7 @@ SMALL = {
     "profile_overrides": {"sft_evals": 2, "max_length": 96, "max_prompt_tokens": 64, "max_new_tokens": 6},
     "rounds": 1, "prompts_per_round": 6, "auto_prompts_per_round": 12,
     "ppo_steps": 2, "batch_size": 4, "reward_epochs": 1, "dpo_epochs": 1, "n_samples": 2,
-    "n_test": 12, "n_prompt_tests": 1,
+    "n_test": 12, "n_prompt_tests": 1, "n_validation": 12, "verdict_messages": 8, "judge_messages": 24,
 }
 
 
