@@ -23,7 +23,9 @@ The configurations, each one step further than the one before:
 3. **+ no system prompt** — the tiny template leaves the system prompt out (a fifth of the tokens);
 4. **+ no dropout** — GPT-2 without dropout (its random masks were a tenth of the time);
 5. **ours** — the tiny profile now: a 2-layer Llama-style model (rotary positions, RMSNorm, SwiGLU)
-   with a 64-token window.
+   with a 64-token window;
+6. **ours + torch.compile** — the same with ``torch_compile=True`` (TorchInductor generating C++ for
+   the CPU); its wall time includes compiling, as a stage-2 run would pay it.
 
 Speed is only half of it: ``bench/sft_bench.py`` measures throughput; what each configuration
 *learns* in a fixed time is measured by the tests and ``docs/stage2.md``.
@@ -64,6 +66,7 @@ CONFIGS = {
     "+ no system prompt": dict(profile=BEFORE, system=False, compact=True, dropout=0.1),
     "+ no dropout": dict(profile=BEFORE, system=False, compact=True, dropout=0.0),
     "ours": dict(profile={}, system=False, compact=True, dropout=None),
+    "ours + torch.compile": dict(profile={}, system=False, compact=True, dropout=None, compile=True),
 }
 
 
@@ -147,7 +150,8 @@ def child(name: str, run: str, pairs: int, out_dir: str) -> dict:
     ds = to_sft_dataset(train_df, tok, prof.max_length)
     steps = max(1, pairs // prof.sft_batch_size)
     cfg = sft_config(prof, out_dir, n_train=len(ds), max_steps=steps, progress=False, eval_strategy="no",
-                     save_strategy="no", load_best_model_at_end=False, logging_steps=10**6)
+                     save_strategy="no", load_best_model_at_end=False, logging_steps=10**6,
+                     torch_compile=spec.get("compile", False))
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
     seen = []
 
@@ -214,10 +218,15 @@ def main(argv=None) -> None:
     print(f"{'':{width}}" + "".join(f"  {r['config']:>20}" for r in rows))
     for k in keys:
         print(f"{k:{width}}" + "".join(f"  {str(r[k]):>20}" for r in rows))
-    if rows[0]["config"] == "before" and rows[-1]["config"] == "ours":
-        b, o = rows[0], rows[-1]
+    by = {r["config"]: r for r in rows}
+    if "before" in by and "ours" in by:
+        b, o = by["before"], by["ours"]
         print(f"\nours vs before: {o['tokens_per_s'] / b['tokens_per_s']:.1f}× the tokens per second, "
               f"{o['pairs_per_s'] / b['pairs_per_s']:.1f}× the training pairs per second.")
+    if "ours" in by and "ours + torch.compile" in by:
+        c = by["ours + torch.compile"]
+        print(f"torch.compile vs ours: {c['pairs_per_s'] / by['ours']['pairs_per_s']:.2f}× the training pairs per second "
+              f"(compilation included).")
     if args.json:
         Path(args.json).write_text(json.dumps({"pairs": args.pairs, "runs": rows}, indent=2))
 

@@ -114,7 +114,7 @@ PROFILES: dict[str, Profile] = {
         name="tiny",
         base_model="tiny",
         lora=False,
-        description="built-in 0.9M-parameter model (2-layer Llama), tokenizer trained on your chats; CPU, minutes; "
+        description="built-in 0.7M-parameter model (2-layer Llama), tokenizer trained on your chats; CPU, minutes; "
                     "learns your style and habits, not language",
         memory="about 1.3 GB of RAM while training (peak RSS), no GPU",
         # a 64-token window: the message, the turn or two before it and the reply. Whole earlier
