@@ -57,6 +57,20 @@ def test_runs_in_order_resumes_and_fails_clearly(books, tmp_path):
     assert {k: v["status"] for k, v in state["stages"].items()} == {"01_first.ipynb": "done", "02_second.ipynb": "done"}
 
 
+@pytest.mark.slow
+def test_a_stage_leaves_no_kernel_noise_in_the_terminal(books, tmp_path, capfd):
+    """The kernel inherits the terminal: over TCP it warned there about unencrypted traffic on every
+    stage. The runner connects to it over Unix sockets in a private temporary folder instead."""
+    import os
+
+    run_pipeline(tmp_path / "run", {"me": "robin"}, notebooks=stage_notebooks(books)[:1], progress_bar=False,
+                 log=lambda *_: None)
+    assert (tmp_path / "run" / "first.txt").read_text() == "robin"
+    err = capfd.readouterr().err
+    if os.name == "posix":
+        assert "WARNING" not in err and "encryption" not in err, err
+
+
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     from twinlib.cli import main
 

@@ -98,6 +98,17 @@ def _fingerprint(params: dict) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _kernel_transport(tmp: str) -> dict:
+    """On POSIX, the notebook's kernel talks to the runner over Unix sockets in ``tmp`` (a private
+    temporary folder) rather than over TCP on localhost: nothing listens on a port while a stage
+    runs, and the kernel prints no warning about unencrypted TCP into the terminal."""
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})}
+
+
 class ProgressEcho:
     """A file-like sink for the kernel's stdout that repeats the progress lines of long steps
     (:mod:`twinlib.progress`) in the runner's terminal as they come, so a cell that trains for
@@ -205,6 +216,7 @@ def run_pipeline(
                 pm.execute_notebook(
                     str(source), str(out), parameters=params, progress_bar=progress_bar, cwd=str(PROJECT_ROOT),
                     kernel_name="python3", log_output=False, stdout_file=ProgressEcho(log) if progress_bar else None,
+                    **_kernel_transport(tmp),
                 )
         except pm.PapermillExecutionError as err:
             state["stages"][nb.name] = {"status": "failed", "parameters_sha256": key, "error": err.ename}
