@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from twinlib.browser import stop_process_group  # noqa: E402
 
 
 def toy_run(folder: Path) -> Path:
@@ -62,19 +63,11 @@ def start_server(run: Path, model: str, workers: int) -> tuple[subprocess.Popen,
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            stop_server(proc)
+            stop_process_group(proc)
             raise SystemExit("the server did not answer within 300 s")
         time.sleep(0.3)
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 MESSAGES = [{"role": "user", "content": "hey"}, {"role": "assistant", "content": "yo"},
@@ -126,7 +119,7 @@ def main(argv=None) -> int:
             level(base, 2, 4, args.max_tokens)  # warm-up: first calls pay for lazy imports
             rows = [level(base, int(c), args.requests, args.max_tokens) for c in args.levels.split(",")]
         finally:
-            stop_server(proc)
+            stop_process_group(proc)
 
     print(f"\n{'clients':>7} {'requests/s':>10} {'tokens/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'tokens/reply':>12}")
     for r in rows:

@@ -46,18 +46,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-#: The tiny chat template before issue 11: ChatML with the system prompt rendered.
-TEMPLATE_BEFORE = (
-    "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{%- else -%}"
-    "{{ message['content'] + '<|im_end|>' + '\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
-)
+def _template_before() -> str:
+    """The tiny chat template before issue 11: today's ChatML with the system prompt rendered."""
+    from twinlib.modeling import NO_SYSTEM_MARKER, TINY_CHAT_TEMPLATE
+
+    before = TINY_CHAT_TEMPLATE.replace(NO_SYSTEM_MARKER, "").replace(" if message['role'] != 'system'", "")
+    assert before != TINY_CHAT_TEMPLATE and "!= 'system'" not in before, "the tiny template changed: update the bench"
+    return before
+
 
 BEFORE = {"tiny_arch": "gpt2", "tiny_layers": 4, "max_length": 256, "max_prompt_tokens": 192}
 CONFIGS = {
@@ -141,7 +137,7 @@ def child(name: str, run: str, pairs: int, out_dir: str) -> dict:
     build_tiny_model(list(train_df["prompt"]) + list(train_df["response"]), base, profile=prof)
     model, tok = load_model(base, device="cpu", dtype=torch.float32)
     if spec["system"]:
-        tok.chat_template = TEMPLATE_BEFORE
+        tok.chat_template = _template_before()
     if spec["dropout"] is not None:
         for mod in model.modules():
             if isinstance(mod, torch.nn.Dropout):

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from twinlib.nbtools import new_notebook
+from test_runner import _write
+
 from twinlib.runner import PRIVATE_ENV, StageFailed, private_parameters, run_pipeline, stage_notebooks
 
 SECRETS = {
@@ -17,13 +18,6 @@ SECRETS = {
     "other_names": ["Uncle Quillon"],
     "export_paths": ["/home/xiaoyu/私人/wechat-export.csv"],
 }
-
-
-def _write(path, params: str, body: str):
-    import nbformat
-
-    nbformat.write(new_notebook([("params", params), ("code", body)]), str(path))
-    return path
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from twinlib.browser import stop_process_group
 from twinlib.serve import (ChatRequest, RequestError, SeededSampler, StopScanner, conversation_from_messages,
                            cut_at_stop, free_port, parse_chat_request)
 
@@ -167,13 +167,7 @@ def server(toy_run, tmp_path_factory):
             time.sleep(0.3)
         yield {"base": base, "proc": proc, "log": log}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,18 @@ START_TIMEOUT = 90  # s for JupyterLab to answer
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 
 
+def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server started in its own session (``start_new_session=True``) and everything it
+    started: SIGTERM to the group, SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 class LabError(RuntimeError):
     """JupyterLab did not start (the message holds the end of its log)."""
 
@@ -85,13 +97,7 @@ def jupyter_lab(work: Path, scratch: Path, env: dict | None = None):
             proc.wait(timeout=15)
         except Exception:  # noqa: BLE001
             pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc, timeout=10)
         log.close()
 
 

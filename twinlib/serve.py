@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -50,6 +50,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twinlib.generation import GenerationSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -239,15 +241,11 @@ def conversation_from_messages(messages: Sequence[Message] | Sequence[dict]) -> 
 
 
 @dataclass(frozen=True)
-class Sampling:
-    """What one request asks of the model (defaults: the run's profile)."""
+class Sampling(GenerationSettings):
+    """What one request asks of the model: the stages' sampling settings (defaults: the run's
+    profile), a seed and stop strings. The number of choices is the request's ``n``."""
 
-    max_new_tokens: int = 40
-    temperature: float = 0.9
-    top_p: float = 0.95
-    top_k: int = 0
-    no_repeat_ngram_size: int = 2
-    repetition_penalty: float = 1.0
+    num_return_sequences: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
@@ -352,7 +350,6 @@ class TwinEngine:
 
     def __init__(self, model, tokenizer, name: str = "twin", profile=None, settings=None,
                  system: str | None = None, max_prompt_tokens: int | None = None):
-        from twinlib.generation import GenerationSettings
         from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids
 
         self.model, self.tokenizer, self.name, self.profile = model, tokenizer, name, profile
@@ -378,9 +375,7 @@ class TwinEngine:
         return cls(m, tok, name=name, profile=profile, settings=settings_for(profile, num_return_sequences=1))
 
     def defaults(self) -> Sampling:
-        s = self.settings
-        return Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                        no_repeat_ngram_size=s.no_repeat_ngram_size, repetition_penalty=s.repetition_penalty)
+        return Sampling(**{**asdict(self.settings), "num_return_sequences": 1})
 
     def encode(self, context, prompt: str) -> list[int]:
         """Token ids of the conversation in the training layout, the assistant (twin) turn opened."""

@@ -138,3 +138,23 @@ def to_frame(rows: list) -> pd.DataFrame:
 def head_json_start(head: str) -> bool:
     """True when ``head`` starts like a JSON object (after a BOM and blanks)."""
     return head.lstrip("\ufeff \t\r\n").startswith("{")
+
+
+def message_list(path: Path, data, tool: str, hint: str) -> list:
+    """The ``"messages"`` list of a JSON export, or an :class:`ExportError` naming the tool and the fix."""
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+        raise ExportError(path, f'this {tool} file has no "messages" list.', hint=hint)
+    return data["messages"]
+
+
+def timed_messages(path: Path, messages: list, time_of, what: str = "messages without a readable time"):
+    """``(message, time)`` for every message of a JSON export that is an object with a readable time
+    (``time_of(message)`` not None); the others are skipped and named in one warning at the end."""
+    bad = []
+    for i, msg in enumerate(messages):
+        ts = time_of(msg) if isinstance(msg, dict) else None
+        if ts is None:
+            bad.append(i)
+            continue
+        yield msg, ts
+    warn_skipped(path, len(bad), [f"message {n}" for n in bad], what)

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, head_json_start, load_json, read_text, to_frame, warn_skipped
+from twinlib.data._common import epoch_to_local, head_json_start, load_json, message_list, read_text, timed_messages, to_frame
 
 ME = "Me"
 _KINDS = {0: "text", 25: "text", 1: "media", 2: "media", 3: "media", 4: "media", 7: "media", 8: "media",
@@ -63,25 +63,22 @@ def _load(path: Path) -> dict:
     return data
 
 
+def _timestamp(msg: dict):
+    """A message's time: ChatLab writes Unix seconds, some exporters milliseconds."""
+    return epoch_to_local(msg.get("timestamp"), unit="ms" if _big(msg.get("timestamp")) else "s")
+
+
 def read(path: Path):
     path = Path(path)
     data = _load(path)
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise ExportError(path, "this ChatLab file has no \"messages\" list.",
-                          hint="pass the .json or .jsonl file ChatLab (or WeFlow's ChatLab export) wrote.")
+    messages = message_list(path, data, "ChatLab",
+                            hint="pass the .json or .jsonl file ChatLab (or WeFlow's ChatLab export) wrote.")
     meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
     chat = str(meta.get("name") or "").strip() or path.stem
     owner = str(meta.get("ownerId") or "").strip()
     members = {str(m.get("platformId")): m for m in data.get("members") or [] if isinstance(m, dict)}
-    rows, bad, aliases = [], [], {}
-    for i, msg in enumerate(data["messages"]):
-        if not isinstance(msg, dict):
-            bad.append(i)
-            continue
-        ts = epoch_to_local(msg.get("timestamp"), unit="ms" if _big(msg.get("timestamp")) else "s")
-        if ts is None:
-            bad.append(i)
-            continue
+    rows, aliases = [], {}
+    for msg, ts in timed_messages(path, messages, _timestamp, "messages without a readable timestamp"):
         sender_id = str(msg.get("sender") or "").strip()
         member = members.get(sender_id, {})
         names = [str(n).strip() for n in (msg.get("groupNickname"), msg.get("accountName"),
@@ -103,7 +100,6 @@ def read(path: Path):
             sender = names[0] if names else sender_id
             aliases.update({n: sender for n in names[1:]})
         rows.append((chat, ts, "" if kind == "system" else sender, text, kind))
-    warn_skipped(path, len(bad), [f"message {n}" for n in bad], "messages without a readable timestamp")
     out = to_frame(rows)
     if aliases:
         out.attrs["aliases"] = aliases

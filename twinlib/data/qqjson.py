@@ -22,8 +22,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, head_json_start, load_json, to_frame, warn_skipped
+from twinlib.data._common import epoch_to_local, head_json_start, load_json, message_list, timed_messages, to_frame
 from twinlib.data.qqtxt import _FACE, _kind_and_text
 
 _REPLY = re.compile(r"^\[回复 [^\n]*\]\n?")
@@ -52,20 +51,11 @@ def _time(msg: dict) -> datetime | None:
 def read(path: Path):
     path = Path(path)
     data = load_json(path, "qq-chat-exporter export")
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise ExportError(path, "this qq-chat-exporter file has no \"messages\" list.",
-                          hint="export the chat from qq-chat-exporter again as JSON.")
+    messages = message_list(path, data, "qq-chat-exporter", hint="export the chat from qq-chat-exporter again as JSON.")
     info = data.get("chatInfo") if isinstance(data.get("chatInfo"), dict) else {}
     chat = str(info.get("name") or "").strip() or path.stem
-    rows, bad, aliases = [], [], {}
-    for i, msg in enumerate(data["messages"]):
-        if not isinstance(msg, dict):
-            bad.append(i)
-            continue
-        ts = _time(msg)
-        if ts is None:
-            bad.append(i)
-            continue
+    rows, aliases = [], {}
+    for msg, ts in timed_messages(path, messages, _time):
         who = msg.get("sender") if isinstance(msg.get("sender"), dict) else {}
         raw = msg.get("rawMessage") if isinstance(msg.get("rawMessage"), dict) else {}
         names = [str(n).strip() for n in (who.get("name"), who.get("groupCard"), who.get("nickname"),
@@ -90,7 +80,6 @@ def read(path: Path):
         if kind == "text" and not text.strip():
             continue
         rows.append((chat, ts, sender, text if kind in ("text", "deleted") else "", kind))
-    warn_skipped(path, len(bad), [f"message {n}" for n in bad], "messages without a readable time")
     out = to_frame(rows)
     if aliases:
         out.attrs["aliases"] = aliases

@@ -24,8 +24,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, head_json_start, load_json, to_frame, warn_skipped
+from twinlib.data._common import epoch_to_local, head_json_start, load_json, message_list, timed_messages, to_frame
 
 ME = "Me"
 _TEXT = {"文本消息", "引用消息"}
@@ -66,21 +65,12 @@ def _time(msg: dict) -> datetime | None:
 def read(path: Path):
     path = Path(path)
     data = load_json(path, "WeFlow export")
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise ExportError(path, "this WeFlow file has no \"messages\" list.",
-                          hint="export the chat from WeFlow again as JSON (or as ChatLab JSON).")
+    messages = message_list(path, data, "WeFlow", hint="export the chat from WeFlow again as JSON (or as ChatLab JSON).")
     session = data.get("session") if isinstance(data.get("session"), dict) else {}
     chat = next((str(session[k]).strip() for k in ("displayName", "remark", "nickname")
                  if str(session.get(k) or "").strip()), path.stem)
-    rows, bad, aliases = [], [], {}
-    for i, msg in enumerate(data["messages"]):
-        if not isinstance(msg, dict):
-            bad.append(i)
-            continue
-        ts = _time(msg)
-        if ts is None:
-            bad.append(i)
-            continue
+    rows, aliases = [], {}
+    for msg, ts in timed_messages(path, messages, _time):
         content = msg.get("content") if isinstance(msg.get("content"), str) else ""
         kind = _kind(str(msg.get("type") or ""), content)
         text = content if kind in ("text", "system", "deleted") else ""
@@ -96,7 +86,6 @@ def read(path: Path):
         else:
             sender = name or str(msg.get("senderUsername") or "").strip() or chat
         rows.append((chat, ts, sender, text, kind))
-    warn_skipped(path, len(bad), [f"message {n}" for n in bad], "messages without a readable time")
     out = to_frame(rows)
     if aliases:
         out.attrs["aliases"] = aliases
