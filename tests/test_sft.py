@@ -180,15 +180,66 @@ def test_training_ends_on_time_budget_or_convergence(small_run):
     from twinlib import sft
 
     shutil.rmtree(small_run.model("sft"), ignore_errors=True)
-    budget = sft.train_sft(small_run, "tiny", max_steps=400, progress=False, time_budget_min=0.02, patience=None)
-    assert budget["stop_reason"] == "time budget spent" and budget["steps"] < 400
-    assert budget["best_step"] is not None and budget["time_budget_min"] == 0.02
+    budget = sft.train_sft(small_run, "tiny", max_steps=2000, progress=False, time_budget_min=0.1, patience=None)
+    assert budget["stop_reason"] == "time budget spent" and budget["steps"] < 2000
+    assert budget["best_step"] is not None and budget["time_budget_min"] == 0.1
+    # the learning-rate schedule was fitted to the budget, and training ended where it did
+    assert budget["steps"] <= budget["schedule_steps"] < 2000, budget
     still = sft.train_sft(small_run, "tiny", max_steps=60, progress=False, overwrite=True, patience=2,
                           learning_rate=0.0, time_budget_min=0)
     assert still["stop_reason"].startswith("converged") and still["steps"] < 60, still
     for p in small_run.models.glob("sft.bak-*"):
         shutil.rmtree(p)
     shutil.rmtree(small_run.model("sft"))
+
+
+def test_time_budget_fits_the_learning_rate_schedule(monkeypatch):
+    """When the planned steps will not fit in the budget, the cosine schedule is shortened to the
+    steps that do, so training ends annealed at the fitted step rather than cut at full rate."""
+    import types
+
+    import torch
+    from transformers import TrainerControl, TrainingArguments, get_cosine_schedule_with_warmup
+
+    from twinlib import sft
+
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))]},  # two groups, as the Trainer's
+                           {"params": [torch.nn.Parameter(torch.zeros(1))], "weight_decay": 0.0}], lr=1.0)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=10, num_training_steps=1000)
+    args = TrainingArguments(output_dir="unused", eval_strategy="steps", save_strategy="steps", report_to=[])
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(sft.time, "monotonic", lambda: clock.now)
+    cb = sft.time_budget_callback(1.0, every=25)  # one minute
+    state = types.SimpleNamespace(global_step=0, max_steps=1000)
+    cb.on_train_begin(args, state, TrainerControl())
+
+    state.global_step, clock.now = 25, 5.0  # the first seconds (evaluation, warm-up) are not a rate yet
+    cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert cb.planned is None
+
+    state.global_step, clock.now = 450, 9.5  # 0.02 s a step: the 1000 planned steps fit in the minute
+    cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert cb.planned is None and sched.lr_lambdas[0](505) == pytest.approx(0.5, abs=0.01)
+
+    state.global_step, clock.now = 500, 40.0  # 0.08 s a step: 250 more steps fit in the 20 s left
+    control = cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert cb.planned == state.max_steps == 750 and not control.should_training_stop
+    assert all(f(380) == pytest.approx(0.5, abs=0.01) for f in sched.lr_lambdas)  # half-way through the fitted cosine
+    assert sched.lr_lambdas[0](750) == pytest.approx(0.0, abs=1e-9)
+
+    state.global_step, clock.now = 600, 44.0  # faster again: refitted to the steps that now fit
+    cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert cb.planned == state.max_steps == 818
+
+    state.global_step, clock.now = 818, 59.0  # the fitted end, before the budget: stop, evaluate, save
+    control = cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert control.should_training_stop and control.should_evaluate and control.should_save and cb.fired
+
+    plain = sft.time_budget_callback(1.0, fit_schedule=False)  # without fitting, only the hard stop
+    plain.on_train_begin(args, types.SimpleNamespace(global_step=0), TrainerControl())
+    clock.now = 30.0
+    plain.on_step_end(args, types.SimpleNamespace(global_step=100, max_steps=1000), TrainerControl(), lr_scheduler=sched)
+    assert plain.planned is None
 
 
 # --------------------------------------------------------------------------- saving and reusing

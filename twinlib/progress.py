@@ -67,6 +67,8 @@ def trainer_callback(label: str, every: float = 10.0):
 
         def on_step_end(self, args, state, control, **kw):
             if self.bar is not None:
+                if state.global_step < state.max_steps != self.bar.total:  # a schedule fitted to a time budget
+                    self.bar.total = state.max_steps
                 self.bar.update(state.global_step, self._note())
 
         def on_train_end(self, args, state, control, **kw):

@@ -348,11 +348,20 @@ def label_positions_only():
         trl_utils._use_triton = original
 
 
-def time_budget_callback(minutes: float):
+def time_budget_callback(minutes: float, fit_schedule: bool = True, every: int = 25):
     """A ``TrainerCallback`` that ends training once ``minutes`` of training have passed.
 
-    The step that crosses the budget is evaluated and saved, so the best-checkpoint rule sees
-    it; the callback's ``fired`` says afterwards whether the budget ended the run.
+    With ``fit_schedule`` the learning-rate schedule is fitted to the budget: every ``every``
+    steps, once 15% of the budget is spent, the callback measures the seconds per step so far
+    (evaluations and saves included) and, when the planned steps would not fit in the minutes
+    left, sets the cosine schedule's length to the steps that do (``planned`` records it; never
+    longer than the plan; refitted as the rate changes). Training then ends at the
+    fitted step with the learning rate annealed, instead of being cut at full rate: on the Chinese
+    sample, 12 planned epochs converged after 11 within the budget, while on the English one the
+    budget cut them at 9.8 epochs at a high rate and the model was worse than 8 annealed epochs
+    (validation loss 1.03 against 0.96). The step that crosses the budget or the fitted end is
+    evaluated and saved, so the best-checkpoint rule sees it; ``fired`` says afterwards whether
+    the budget ended the run.
     """
     from transformers import TrainerCallback
 
@@ -361,16 +370,43 @@ def time_budget_callback(minutes: float):
             self.seconds = float(minutes) * 60
             self.fired = False
             self.t0 = None
+            self.planned = None  # the schedule's length in steps, once fitted
+            self.plan = None  # the length it was planned with
 
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.monotonic()
 
-        def on_step_end(self, args, state, control, **kw):
-            if self.seconds > 0 and self.t0 is not None and time.monotonic() - self.t0 > self.seconds:
-                self.fired = True
-                control.should_training_stop = True
-                control.should_evaluate = args.eval_strategy != "no"
-                control.should_save = args.save_strategy != "no"
+        def _stop(self, args, control):
+            self.fired = True
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+
+        def _fit(self, state, lr_scheduler, elapsed):
+            from functools import partial
+
+            lambdas = list(getattr(lr_scheduler, "lr_lambdas", None) or [])  # one per parameter group
+            if not lambdas or not all(isinstance(f, partial) and "num_training_steps" in f.keywords for f in lambdas):
+                return  # not a schedule we know how to refit
+            if self.plan is None:
+                self.plan = lambdas[0].keywords["num_training_steps"]
+            step, total = state.global_step, lambdas[0].keywords["num_training_steps"]
+            fits = min(self.plan, step + int((self.seconds - elapsed) / (elapsed / step)))
+            if fits > step and abs(fits - total) > 0.02 * total:
+                lr_scheduler.lr_lambdas = [partial(f.func, **{**f.keywords, "num_training_steps": fits}) for f in lambdas]
+                self.planned = state.max_steps = fits  # the progress line counts to the fitted end
+
+        def on_step_end(self, args, state, control, lr_scheduler=None, **kw):
+            if self.seconds <= 0 or self.t0 is None:
+                return control
+            # the Trainer makes its scheduler after its callbacks: build_trainer hands us the trainer
+            lr_scheduler = lr_scheduler or getattr(getattr(self, "trainer", None), "lr_scheduler", None)
+            elapsed = time.monotonic() - self.t0
+            if elapsed > self.seconds or (self.planned is not None and state.global_step >= self.planned):
+                self._stop(args, control)
+            elif (fit_schedule and lr_scheduler is not None and state.global_step % every == 0
+                  and elapsed > 0.15 * self.seconds):  # a rate measured over the start's evaluation and warm-up
+                self._fit(state, lr_scheduler, elapsed)
             return control
 
     return TimeBudget()
@@ -431,6 +467,8 @@ def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir
         callbacks=callbacks,
     )
     trainer.budget = budget
+    if budget is not None:
+        budget.trainer = trainer  # for its learning-rate schedule, made when training starts
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # it would print every log dict
@@ -575,6 +613,7 @@ def train_sft(
             "stop_reason": stop_reason(state.global_step, trainer.args.max_steps,
                                        bool(trainer.budget and trainer.budget.fired), patience),
             "time_budget_min": budget_min,
+            "schedule_steps": trainer.budget.planned if trainer.budget and trainer.budget.planned else trainer.args.max_steps,
             "patience": patience,
             "eval_steps": trainer.args.eval_steps,
             "learning_rate": trainer.args.learning_rate,
