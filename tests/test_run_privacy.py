@@ -3,8 +3,9 @@ for the names and the planted personal data of the sample the run was made from,
 notebooks and the models' tokenizers included.
 
 The English sample is scanned in the test suite's run of the whole pipeline (the ``pipeline_run``
-fixture); the Chinese one in a run of stages 01 and 02 made here with small settings (about a
-minute). Files that hold no text (model weights, optimizer states, pictures) are not read; Arrow
+fixture); the Chinese one in a run of stages 01 and 02 made here (stage 2 with its defaults, about
+two minutes, so that the same run also shows that SFT learns the Chinese persona's habits). Files
+that hold no text (model weights, optimizer states, pictures) are not read; Arrow
 files (the Hugging Face dataset) are, as their strings are stored as plain UTF-8. In an executed
 notebook, the cells that are the course's own, unchanged from ``notebooks/`` (the template's text
 and defaults, which name the English sample persona by design), are left out; every output, every
@@ -94,7 +95,7 @@ def test_english_run_directory_holds_no_personal_data(pipeline_run):
 # ----------------------------------------------------------------------------- the Chinese sample
 
 ZH_PARAMS = {"export_paths": [str(ROOT / "data" / "sample-zh")], "me": "Me", "profile": "tiny",
-             "max_steps": 30, "n_prompt_tests": 1}
+             "n_prompt_tests": 1, "verdict_messages": 20}  # stage 2 with its defaults: the habits test needs them
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,33 @@ def test_chinese_run_directory_holds_no_personal_data(zh_run):
         assert replaced[kind] > 0, kind
     # the executed notebook got the parameters (it read the sample) without keeping them
     assert stage1["messages"] > 7000 and "sample-zh" not in texts["notebooks/01_collect_data.ipynb"]
+
+
+@pytest.mark.slow
+def test_chinese_sft_learns_the_habits(zh_run):
+    """Issue 13's target on the Chinese sample, as issue 11's on the English one: the default SFT twin
+    shows the persona's context habits on held-out messages (one sampled reply each, the profile's
+    sampling settings), and the untrained base does not."""
+    from twinlib.evaluation import load_quietly
+    from twinlib.generation import generate_replies, settings_for
+    from twinlib.modeling import later_stage_profile
+    from twinlib.sample_data import persona_habit_accuracy
+    from twinlib.sample_data_zh import HABITS_ZH
+
+    pairs = pd.read_csv(zh_run / "pairs.csv", keep_default_na=False)
+    test = pairs[pairs["split"] == "test"]
+    prof = later_stage_profile("auto", zh_run)
+    accuracy = {}
+    for name in ("base", "sft"):
+        model, tok = load_quietly(str(zh_run / "models" / name))
+        replies = generate_replies(model, tok, list(zip(test["context"], test["prompt"])), n=1,
+                                   settings=settings_for(prof, num_return_sequences=1), seed=0,
+                                   max_prompt_tokens=prof.max_prompt_tokens)
+        accuracy[name] = persona_habit_accuracy(list(test["prompt"]), [r[0] if r else "" for r in replies], HABITS_ZH)
+    sft, base = accuracy["sft"], accuracy["base"]
+    assert sft["n"] >= 40
+    assert sft["accuracy"] >= 0.9, sft
+    assert base["accuracy"] <= 0.2, base
 
 
 def test_the_scan_finds_what_it_looks_for(tmp_path):

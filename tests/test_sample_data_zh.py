@@ -31,6 +31,22 @@ def test_the_committed_sample_equals_a_fresh_generation(tmp_path):
     assert fresh[0].read_bytes().startswith("\ufeffid,MsgSvrID,type_name,is_sender,talker,msg,src,CreateTime\r\n".encode())
 
 
+def test_ensure_sample_generates_a_missing_chinese_sample(tmp_path, capsys):
+    """On a fresh Colab runtime ``data/sample-zh`` is missing: the notebooks' ``ensure_sample`` writes it."""
+    from twinlib.sample_data import ensure_sample
+
+    target = tmp_path / "data" / "sample-zh"
+    assert ensure_sample([str(target)]) == [str(target)]
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in SAMPLE.glob("*.csv"))
+    for p in target.iterdir():  # byte for byte the bundled sample
+        assert p.read_bytes() == (SAMPLE / p.name).read_bytes(), p.name
+    assert "generated the synthetic Chinese sample persona (5 chats)" in capsys.readouterr().out
+    before = {p: p.stat().st_mtime_ns for p in target.iterdir()}
+    ensure_sample(target)  # an existing folder is left alone
+    assert {p: p.stat().st_mtime_ns for p in target.iterdir()} == before
+    assert capsys.readouterr().out == ""
+
+
 def test_read_as_weflow_csv(messages):
     assert set(messages["chat"]) == set(PARTNERS)
     senders = set(messages["sender"])
@@ -53,20 +69,31 @@ def test_habits_hold_in_the_persona_replies(messages):
     anon = Anonymizer.from_messages(messages, me="Me")
     pairs = build_pairs(anon.anonymize(messages), me=ME)
     acc = persona_habit_accuracy(list(pairs["prompt"]), list(pairs["response"]), HABITS_ZH)
-    assert acc["accuracy"] == 1.0 and acc["n"] > 300
-    assert {name: d["n"] > 80 for name, d in acc["by_habit"].items()} == {
-        "either_or_zh": True, "echo_time_zh": True, "good_night_zh": True}
-    # the shared measure sees both personas' habits, and a reply that ignores the message misses them
+    assert acc["accuracy"] == 1.0 and acc["n"] > 400
+    assert {name: d["n"] > 100 for name, d in acc["by_habit"].items()} == {
+        "either_or_zh": True, "echo_day_zh": True, "good_night_zh": True}
+    # the shared measure sees both personas' habits, and a reply that ignores the message misses them:
+    # a fixed reply, or her own replies shuffled among the messages
     assert set(HABITS_ZH) <= set(all_habits())
     wrong = persona_habit_accuracy(list(pairs["prompt"]), ["好哒"] * len(pairs), HABITS_ZH)
     assert wrong["n"] == acc["n"] and wrong["accuracy"] == 0
+    shuffled = list(pairs["response"].sample(frac=1.0, random_state=0))
+    assert persona_habit_accuracy(list(pairs["prompt"]), shuffled, HABITS_ZH)["accuracy"] < 0.05
 
 
 @pytest.mark.parametrize("message, reply, habit, shown", [
     ("纠结死了，烤肉还是火锅？", "火锅！必须的", "either_or_zh", True),
+    ("火锅还是烤肉？", "火锅！必须的", "either_or_zh", True),      # the same pick in either order
     ("火锅还是烤肉？", "烤肉吧", "either_or_zh", False),
-    ("<PERSON_2>，八点半可以吗？", "八点半没问题~", None, None),   # not the bare question: no habit
-    ("八点半可以吗？", "八点半没问题~", "echo_time_zh", True),
+    ("快选：咖啡还是奶茶？", "奶茶咖啡都行", "either_or_zh", False),  # no choice made
+    ("火锅还是寿司？", "火锅！必须的", None, None),                # not one of her pairs
+    ("周四可以吗？", "周四可以呀", "echo_day_zh", True),
+    ("对了\n周日可以吗？", "周日可以呀~", "echo_day_zh", True),    # the last line of a turn counts
+    ("周四可以吗？", "周五可以呀", "echo_day_zh", False),
+    ("周四怎么样？", "周四可以呀", None, None),                    # one wording: "<day>可以吗？"
+    ("周四可以吗？", "周四周五都行", "echo_day_zh", False),         # the proposed day, and no other one
+    ("<PERSON_2>，周四可以吗？", "周四可以呀", None, None),        # not the bare question: no habit
+    ("星期四可以吗？", "周四可以呀", None, None),                  # one form of the days: 周一…周日
     ("早点睡，晚安。", "晚安啦[月亮]", "good_night_zh", True),
     ("晚安。", "好哒", "good_night_zh", False),
     ("Night!", "nighty night 🌙", "good_night", True),     # the English persona's, in the same measure

@@ -791,20 +791,7 @@ class _Writer:
         if len(self.members) > 1:
             self.lines.append((opened, None, f'{self.members[0]} created group "{self.title}"'))
             self.lines.append((opened, None, f"{self.members[0]} added you"))
-        starts = []
-        for day in range(n_days):
-            date = START + timedelta(days=day)
-            if plan.weekdays_only and date.weekday() >= 5:
-                continue
-            k = rng.choices(range(len(plan.sessions)), weights=plan.sessions)[0]
-            for lo, hi in sorted(rng.sample(plan.windows, min(k, len(plan.windows)))):
-                starts.append(date + timedelta(minutes=rng.randint(lo, hi)))
-        pii_at: dict[int, tuple[str | None, str, str]] = {}
-        free = list(range(1, len(starts)))
-        rng.shuffle(free)
-        for item in plan.pii * 2:
-            if free:
-                pii_at[free.pop()] = item
+        starts, pii_at = plan_conversations(rng, plan, START, n_days, plan.pii)
         for i, start in enumerate(starts):
             # a quiet gap of at least _MIN_GAP after the previous conversation
             self.conversation(max(start, self.now + _MIN_GAP), pii_at.get(i))
@@ -818,6 +805,27 @@ class _Writer:
             stamp = when.strftime("%d/%m/%Y, %H:%M")
             out.append(f"{stamp} - {text}" if sender is None else f"{stamp} - {sender}: {text}")
         return "\n".join(out) + "\n"
+
+
+def plan_conversations(rng: random.Random, plan, start: datetime, n_days: int, pii: Sequence) -> tuple[list, dict]:
+    """When a chat's conversations start over ``n_days`` days from ``start`` (``plan``: its
+    ``sessions`` weights, time ``windows`` in minutes and ``weekdays_only``), and which of them
+    carry the chat's planted personal data (each item twice, never in the first conversation)."""
+    starts = []
+    for day in range(n_days):
+        date = start + timedelta(days=day)
+        if plan.weekdays_only and date.weekday() >= 5:
+            continue
+        k = rng.choices(range(len(plan.sessions)), weights=plan.sessions)[0]
+        for lo, hi in sorted(rng.sample(plan.windows, min(k, len(plan.windows)))):
+            starts.append(date + timedelta(minutes=rng.randint(lo, hi)))
+    pii_at: dict[int, tuple[str | None, str, str]] = {}
+    free = list(range(1, len(starts)))
+    rng.shuffle(free)
+    for item in tuple(pii) * 2:
+        if free:
+            pii_at[free.pop()] = item
+    return starts, pii_at
 
 
 def chat_filename(title: str) -> str:
@@ -835,30 +843,45 @@ def generate_sample(out_dir, seed: int = 0, n_days: int = 120, chats: Iterable[s
     unknown = [t for t in titles if t not in PARTNERS]
     if unknown:
         raise ValueError(f"unknown chat(s) {unknown}; choose from {list(PARTNERS)}")
+    return write_chats(out_dir, titles, lambda title: _Writer(random.Random(f"{seed}:{title}"), title), chat_filename,
+                       n_days, newline="\n")
+
+
+def write_chats(out_dir, titles: Iterable[str], writer_for, filename, n_days: int, newline: str) -> list[Path]:
+    """Write each chat's ``n_days`` of history (``writer_for(title)``: an object with ``history`` and
+    ``render``) into ``out_dir`` under ``filename(title)``; returns the paths."""
     if n_days < 1:
         raise ValueError("n_days must be at least 1.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for title in titles:
-        writer = _Writer(random.Random(f"{seed}:{title}"), title)
+        writer = writer_for(title)
         writer.history(n_days)
-        path = out_dir / chat_filename(title)
-        path.write_text(writer.render(), encoding="utf-8", newline="\n")
+        path = out_dir / filename(title)
+        path.write_text(writer.render(), encoding="utf-8", newline=newline)
         paths.append(path)
     return paths
 
 
 def ensure_sample(paths: Sequence) -> list:
     """``paths`` unchanged, after generating the synthetic sample into any ``.../data/sample``
-    folder among them that does not exist (a fresh Colab runtime or Drive folder has no copy
-    of the repository's ``data/``). Generation is deterministic: the files equal the bundled ones."""
+    folder among them that does not exist, and the Chinese one (:mod:`twinlib.sample_data_zh`) into
+    any missing ``.../data/sample-zh`` (a fresh Colab runtime or Drive folder has no copy of the
+    repository's ``data/``). Generation is deterministic: the files equal the bundled ones."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for p in paths:
         path = Path(p).expanduser()
-        if path.parts[-2:] == ("data", "sample") and not path.exists():
+        if path.exists():
+            continue
+        if path.parts[-2:] == ("data", "sample"):
             files = generate_sample(path)
             print(f"generated the synthetic sample persona ({len(files)} chats) into {path}")
+        elif path.parts[-2:] == ("data", "sample-zh"):
+            from twinlib.sample_data_zh import generate_sample as generate_sample_zh
+
+            files = generate_sample_zh(path)
+            print(f"generated the synthetic Chinese sample persona ({len(files)} chats) into {path}")
     return paths
 
 
@@ -888,16 +911,21 @@ def persona_style_score(text: str) -> float:
     return round(score, 6)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m twinlib.sample_data --out data/sample [--seed 0] [--days 120]``."""
-    parser = argparse.ArgumentParser(description="Write the synthetic persona's WhatsApp exports.")
-    parser.add_argument("--out", default="data/sample", help="folder to write the .txt exports into")
+def sample_cli(argv: Sequence[str] | None, generate, default_out: str, description: str) -> None:
+    """The command line of a sample generator: ``--out``, ``--seed``, ``--days``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=default_out, help="folder to write the exports into")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     parser.add_argument("--days", type=int, default=120, help="days of history")
     args = parser.parse_args(argv)
-    paths = generate_sample(args.out, seed=args.seed, n_days=args.days)
+    paths = generate(args.out, seed=args.seed, n_days=args.days)
     total = sum(p.stat().st_size for p in paths)
     print(f"wrote {len(paths)} chats ({total / 1e6:.2f} MB) to {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``python -m twinlib.sample_data --out data/sample [--seed 0] [--days 120]``."""
+    sample_cli(argv, generate_sample, "data/sample", "Write the synthetic persona's WhatsApp exports.")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ writes them.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import random
@@ -38,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
+from twinlib.sample_data import _last_line, plan_conversations, sample_cli, write_chats
 from twinlib.style import ends_with_particle, ends_with_punct, find_emoji, has_laugh, has_tilde
 
 PERSONA_NAME = "林晓雨"
@@ -207,17 +207,27 @@ _MY_FOLLOW_UPS = _opts("哈哈哈 | [旺柴] | 好哒 | 等下 | 对了 | 哈哈
 _CHIMES = _opts("我也来。 | 算我一个。 | 这次去不了，下次吧。 | 我可能晚点到。 | 同意。")
 
 # --------------------------------------------------------------------------- context habits
+#
+# Replies that depend on the message they answer in a fixed, checkable way, as the English
+# persona's (twinlib.sample_data): a choice between two things, a proposed day, a good night. Each
+# maps the message to its reply through a small closed set, never by copying an arbitrary string.
+# They are kept few and in one wording each because the tiny profile's tokenizer, trained on this
+# text, makes whole Chinese phrases single tokens ("周四可以吗", "猫还是狗"): every wording of every
+# day or ordered pair is a symbol of its own that the model learns from its own examples. Measured
+# after default SFT (validation and test messages, the most likely reply): with three wordings of
+# the day question the day habit showed in 22 of 37 cases, with one wording in 38 or 39 of 39 (three
+# seeds); with seven pairs the choice in 14, 41 and 27 of 44 (three seeds), with four pairs in 52 of
+# 52 where training did not stall (bench/sft_zh_bench.py, README.zh-CN.md).
 
 #: "A还是B？": the persona always makes the same choice within each pair, whichever comes first
-#: (the preferred option is the first of each pair).
-PREFERENCES = (("火锅", "烤肉"), ("奶茶", "咖啡"), ("猫", "狗"), ("爬山", "看海"), ("电影", "剧本杀"),
-               ("高铁", "飞机"), ("甜粽", "咸粽"))
+#: in the question (the preferred option is the first of each pair).
+PREFERENCES = (("火锅", "烤肉"), ("奶茶", "咖啡"), ("猫", "狗"), ("爬山", "看海"))
 _CHOICE_ASKS = _opts("{a}还是{b}？ | 问你个事，{a}还是{b}？ | 快选：{a}还是{b}？ | 纠结死了，{a}还是{b}？")
 _CHOICE_REPLY = "{pick}！必须的"
-#: A proposed time: the persona answers with that time.
-TIMES = ("七点", "八点", "八点半", "九点", "十点", "下午两点", "下午三点", "晚上六点", "晚上七点半")
-_TIME_ASKS = _opts("{t}见？ | {t}可以吗？ | 约{t}行不行？")
-_TIME_REPLY = "{t}没问题~"
+#: A day proposed for a plan (周一…周日, one form, one wording): the persona answers with that day.
+DAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
+_DAY_ASK = "{day}可以吗？"
+_DAY_REPLY = "{day}可以呀"
 #: A good-night message: always the same sign-off.
 GOOD_NIGHTS = _opts("晚安。 | 晚安！ | 睡了睡了，晚安。 | 早点睡，晚安。 | 困了，先睡了，晚安。")
 _GOOD_NIGHT_REPLY = "晚安啦[月亮]"
@@ -225,12 +235,8 @@ _GOOD_NIGHT_REPLY = "晚安啦[月亮]"
 _ITEMS = "|".join(x for pair in PREFERENCES for x in pair)
 _CHOICE_RE = re.compile(f"(?:^|[，：:\\s])({_ITEMS})还是({_ITEMS})？$")
 _PREFERRED = {frozenset(p): p[0] for p in PREFERENCES}
-_TIME_RE = re.compile("^(?:(T)见？|(T)可以吗？|约(T)行不行？)$".replace("T", "|".join(TIMES)))
-
-
-def _last_line(message: str) -> str:
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+_DAY_RE = re.compile("^(" + "|".join(DAYS) + ")可以吗？$")
+_ANY_DAY_RE = re.compile("|".join(DAYS))
 
 
 def _choice(message: str) -> tuple[str, str] | None:
@@ -247,14 +253,16 @@ def _choice_check(message: str, reply: str) -> bool:
     return bool(c) and c[0] in str(reply) and c[1] not in str(reply)
 
 
-def _time(message: str) -> str | None:
-    m = _TIME_RE.match(_last_line(message))
-    return next(g for g in m.groups() if g) if m else None
+def _day(message: str) -> str | None:
+    """The day a message proposes (one of :data:`DAYS`), when it ends with the persona's day question."""
+    m = _DAY_RE.match(_last_line(message))
+    return m.group(1) if m else None
 
 
-def _time_check(message: str, reply: str) -> bool:
-    t = _time(message)
-    return bool(t) and t in str(reply)
+def _day_check(message: str, reply: str) -> bool:
+    """The reply names the proposed day and no other one."""
+    day = _day(message)
+    return bool(day) and set(_ANY_DAY_RE.findall(str(reply))) == {day}
 
 
 def _habits() -> tuple:
@@ -263,8 +271,8 @@ def _habits() -> tuple:
     return (
         Habit("either_or_zh", '"A还是B？" gets the same pick in either order: "火锅还是烤肉？" and "烤肉还是火锅？" -> '
               '"火锅！必须的" (see PREFERENCES)', lambda msg: _choice(msg) is not None, _choice_check),
-        Habit("echo_time_zh", 'a proposed time is answered with that time: "八点半见？" -> "八点半没问题~"',
-              lambda msg: _time(msg) is not None, _time_check),
+        Habit("echo_day_zh", 'a proposed day is answered with that day: "周四可以吗？" -> "周四可以呀"',
+              lambda msg: _day(msg) is not None, _day_check),
         Habit("good_night_zh", 'a good-night message gets the same sign-off: "晚安。" -> "晚安啦[月亮]"',
               lambda msg: _last_line(msg) in GOOD_NIGHTS, lambda msg, reply: "晚安啦" in str(reply)),
     )
@@ -430,9 +438,9 @@ class _Writer:
             self._add(speaker, rng.choice(_CHOICE_ASKS).format(a=a, b=b), rng.choice([1, 2, 3]))
             self._add(PERSONA_NAME, _CHOICE_REPLY.format(pick=pair[0]), rng.choice([0, 1, 2]))
         if rng.random() < 0.2:
-            t = rng.choice(TIMES)
-            self._add(speaker, rng.choice(_TIME_ASKS).format(t=t), rng.choice([1, 2, 3]))
-            self._add(PERSONA_NAME, _TIME_REPLY.format(t=t), rng.choice([0, 1, 2]))
+            day = rng.choice(DAYS)
+            self._add(speaker, _DAY_ASK.format(day=day), rng.choice([1, 2, 3]))
+            self._add(PERSONA_NAME, _DAY_REPLY.format(day=day), rng.choice([0, 1, 2]))
 
     def conversation(self, start: datetime, pii: tuple[str | None, str, str] | None) -> None:
         rng = self.rng
@@ -478,20 +486,7 @@ class _Writer:
 
     def history(self, n_days: int) -> None:
         rng, plan = self.rng, self.plan
-        starts = []
-        for day in range(n_days):
-            date = START + timedelta(days=day)
-            if plan.weekdays_only and date.weekday() >= 5:
-                continue
-            k = rng.choices(range(len(plan.sessions)), weights=plan.sessions)[0]
-            for lo, hi in sorted(rng.sample(plan.windows, min(k, len(plan.windows)))):
-                starts.append(date + timedelta(minutes=rng.randint(lo, hi)))
-        pii_at: dict[int, tuple[str | None, str, str]] = {}
-        free = list(range(1, len(starts)))
-        rng.shuffle(free)
-        for item in PII.get(self.title, ()) * 2:
-            if free:
-                pii_at[free.pop()] = item
+        starts, pii_at = plan_conversations(rng, plan, START, n_days, PII.get(self.title, ()))
         for i, start in enumerate(starts):
             self.conversation(max(start, self.now + _MIN_GAP), pii_at.get(i))
 
@@ -515,18 +510,8 @@ def chat_filename(title: str) -> str:
 
 def generate_sample(out_dir, seed: int = 0, n_days: int = 120) -> list[Path]:
     """Write the persona's chats into ``out_dir`` and return their paths (deterministic per seed)."""
-    if n_days < 1:
-        raise ValueError("n_days must be at least 1.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for title in PARTNERS:
-        writer = _Writer(random.Random(f"zh:{seed}:{title}"), title)
-        writer.history(n_days)
-        path = out_dir / chat_filename(title)
-        path.write_text(writer.render(), encoding="utf-8", newline="")
-        paths.append(path)
-    return paths
+    return write_chats(out_dir, PARTNERS, lambda title: _Writer(random.Random(f"zh:{seed}:{title}"), title),
+                       chat_filename, n_days, newline="")
 
 
 def persona_style_score(text: str) -> float:
@@ -549,14 +534,7 @@ def persona_style_score(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``python -m twinlib.sample_data_zh --out data/sample-zh [--seed 0] [--days 120]``."""
-    parser = argparse.ArgumentParser(description="Write the synthetic Chinese persona's WeChat (WeFlow CSV) exports.")
-    parser.add_argument("--out", default="data/sample-zh", help="folder to write the .csv exports into")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    parser.add_argument("--days", type=int, default=120, help="days of history")
-    args = parser.parse_args(argv)
-    paths = generate_sample(args.out, seed=args.seed, n_days=args.days)
-    total = sum(p.stat().st_size for p in paths)
-    print(f"wrote {len(paths)} chats ({total / 1e6:.2f} MB) to {args.out}")
+    sample_cli(argv, generate_sample, "data/sample-zh", "Write the synthetic Chinese persona's WeChat (WeFlow CSV) exports.")
 
 
 if __name__ == "__main__":
