@@ -273,7 +273,8 @@ def trainer_arguments(profile: Profile, n_train: int, max_steps: int | None = No
         ("stops early", f"after {profile.sft_patience} evaluations without a better validation loss"
          if profile.sft_patience else "never", "convergence"),
         ("time budget", f"{profile.sft_time_budget_min:g} min" if profile.sft_time_budget_min else "none",
-         "the best checkpoint so far is kept when it runs out"),
+         "the best checkpoint so far is kept when it runs out; if the planned steps will not fit, the "
+         "learning-rate schedule is shortened to the steps that do"),
         ("evaluations", f"{profile.sft_evals} over the planned steps (every {max(1, math.ceil(steps / profile.sft_evals))})",
          "validation loss, checkpoint"),
         ("window", f"{profile.max_length} tokens (oldest turns dropped first)", "what the model sees of a conversation"),
