@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 from datetime import datetime
@@ -158,3 +159,15 @@ def timed_messages(path: Path, messages: list, time_of, what: str = "messages wi
             continue
         yield msg, ts
     warn_skipped(path, len(bad), [f"message {n}" for n in bad], what)
+
+
+def csv_rows(path: Path, reader, hint: str = "export the chat again."):
+    """``(line, record)`` for each row of a ``csv`` reader, ``line`` being the line the record starts
+    on (a quoted text can span several); a malformed CSV becomes an :class:`ExportError` there."""
+    start = reader.line_num + 1
+    try:
+        for rec in reader:
+            line, start = start, reader.line_num + 1
+            yield line, rec
+    except csv.Error as e:
+        raise ExportError(path, f"the CSV is malformed ({e}).", line=reader.line_num, hint=hint) from None

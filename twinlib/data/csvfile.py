@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from twinlib.data import KINDS, ExportError
-from twinlib.data._common import epoch_to_local, pandas_time, read_text, to_frame
+from twinlib.data._common import csv_rows, epoch_to_local, pandas_time, read_text, to_frame
 
 REQUIRED = ("timestamp", "sender", "text")
 OPTIONAL = ("chat", "kind")
@@ -77,31 +77,25 @@ def read(path: Path):
     col = {c: names.index(c) for c in REQUIRED + OPTIONAL if c in names}
     default_chat = path.stem
     rows = []
-    start = reader.line_num + 1
-    try:
-        for rec in reader:
-            line, start = start, reader.line_num + 1
-            if not any(x.strip() for x in rec):
-                continue
+    for line, rec in csv_rows(path, reader, hint="check the quotes around texts that contain the delimiter or line breaks."):
+        if not any(x.strip() for x in rec):
+            continue
 
-            def get(c: str) -> str:
-                i = col.get(c)
-                return rec[i] if i is not None and i < len(rec) else ""
+        def get(c: str) -> str:
+            i = col.get(c)
+            return rec[i] if i is not None and i < len(rec) else ""
 
-            raw_ts = get("timestamp")
-            ts = parse_time(raw_ts)
-            if ts is None:
-                raise ExportError(path, f"the timestamp {raw_ts!r} could not be read.", line=line,
-                                  hint="write timestamps as ISO 8601, e.g. 2024-05-01 13:45:00.")
-            kind = get("kind").strip().lower() or "text"
-            if kind not in KINDS:
-                raise ExportError(path, f"unknown kind {kind!r}.", line=line,
-                                  hint="use one of " + ", ".join(KINDS) + " (or leave it empty for text).")
-            text = get("text")
-            if kind == "text" and not text.strip():
-                continue
-            rows.append((get("chat").strip() or default_chat, ts, get("sender").strip(), text, kind))
-    except csv.Error as e:
-        raise ExportError(path, f"the CSV is malformed ({e}).", line=reader.line_num,
-                          hint="check the quotes around texts that contain the delimiter or line breaks.") from None
+        raw_ts = get("timestamp")
+        ts = parse_time(raw_ts)
+        if ts is None:
+            raise ExportError(path, f"the timestamp {raw_ts!r} could not be read.", line=line,
+                              hint="write timestamps as ISO 8601, e.g. 2024-05-01 13:45:00.")
+        kind = get("kind").strip().lower() or "text"
+        if kind not in KINDS:
+            raise ExportError(path, f"unknown kind {kind!r}.", line=line,
+                              hint="use one of " + ", ".join(KINDS) + " (or leave it empty for text).")
+        text = get("text")
+        if kind == "text" and not text.strip():
+            continue
+        rows.append((get("chat").strip() or default_chat, ts, get("sender").strip(), text, kind))
     return to_frame(rows)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, pandas_time, read_text, to_frame, warn_skipped
+from twinlib.data._common import csv_rows, epoch_to_local, pandas_time, read_text, to_frame, warn_skipped
 
 ME = "Me"
 REQUIRED = ("type_name", "is_sender", "talker", "msg", "CreateTime")
@@ -113,35 +113,29 @@ def read(path: Path):
     rows, bad = [], []
     own_names: set[str] = set()
     default_chat = _chat_from_file(path)
-    start = reader.line_num + 1
-    try:
-        for rec in reader:
-            line, start = start, reader.line_num + 1
-            type_name = (rec.get("type_name") or "").strip()
-            msg = rec.get("msg") or ""
-            kind = _kind(type_name, msg)
-            if type_name == "引用回复":
-                msg = _QUOTE_TAIL.sub("", msg)
-            elif kind in ("system", "deleted"):
-                msg = re.sub(r"<[^<>]+>", "", msg).strip()
-            if kind == "text" and not msg.strip():
-                continue
-            ts = _time(rec.get("CreateTime"))
-            if ts is None:
-                bad.append(line)
-                continue
-            chat = (rec.get("room_name") or "").strip() or default_chat
-            talker = (rec.get("talker") or "").strip()
-            if str(rec.get("is_sender") or "").strip() == "1":
-                sender = ME
-                if weflow and talker and talker not in (ME, "我"):
-                    own_names.add(talker)
-            else:
-                sender = talker or chat
-            rows.append((chat, ts, sender, msg if kind in ("text", "system", "deleted") else "", kind))
-    except csv.Error as e:
-        raise ExportError(path, f"the CSV is malformed ({e}).", line=reader.line_num,
-                          hint="export the chat again.") from None
+    for line, rec in csv_rows(path, reader):
+        type_name = (rec.get("type_name") or "").strip()
+        msg = rec.get("msg") or ""
+        kind = _kind(type_name, msg)
+        if type_name == "引用回复":
+            msg = _QUOTE_TAIL.sub("", msg)
+        elif kind in ("system", "deleted"):
+            msg = re.sub(r"<[^<>]+>", "", msg).strip()
+        if kind == "text" and not msg.strip():
+            continue
+        ts = _time(rec.get("CreateTime"))
+        if ts is None:
+            bad.append(line)
+            continue
+        chat = (rec.get("room_name") or "").strip() or default_chat
+        talker = (rec.get("talker") or "").strip()
+        if str(rec.get("is_sender") or "").strip() == "1":
+            sender = ME
+            if weflow and talker and talker not in (ME, "我"):
+                own_names.add(talker)
+        else:
+            sender = talker or chat
+        rows.append((chat, ts, sender, msg if kind in ("text", "system", "deleted") else "", kind))
     warn_skipped(path, len(bad), [f"line {n}" for n in bad], "rows with an unreadable CreateTime")
     out = to_frame(rows)
     if own_names:

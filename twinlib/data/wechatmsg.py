@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from twinlib.data import ExportError
-from twinlib.data._common import epoch_to_local, read_text, to_frame, warn_skipped
+from twinlib.data._common import csv_rows, epoch_to_local, read_text, to_frame, warn_skipped
 
 ME = "Me"
 COLUMNS = ("localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent", "StrTime",
@@ -103,39 +103,33 @@ def read(path: Path):
     col = {name: i for i, name in enumerate(header)}
     chat = _chat_name(path)
     rows, bad, aliases = [], [], {}
-    start = reader.line_num + 1
-    try:
-        for rec_list in reader:
-            line, start = start, reader.line_num + 1
-            if not any(x.strip() for x in rec_list):
-                continue
-            # one-to-one chats have 9 values a row: the name columns are missing, not empty
-            rec = {name: (rec_list[i] if i < len(rec_list) else "") for name, i in col.items()}
-            text = rec.get("StrContent") or ""
-            kind = _kind(_int(rec.get("Type")), _int(rec.get("SubType")), text)
-            if kind in ("system", "deleted"):
-                text = _TAGS.sub("", text).replace("重新编辑", "").strip()
-            elif kind != "text":
-                text = ""
-            if kind == "text" and not text.strip():
-                continue
-            ts = _time(rec)
-            if ts is None:
-                bad.append(line)
-                continue
-            names = [n for n in ((rec.get("Remark") or "").strip(), (rec.get("NickName") or "").strip()) if n]
-            if str(rec.get("IsSender") or "").strip() == "1":
-                sender = ME
-                aliases.update({n: ME for n in names})
-            elif kind in ("system", "deleted") and not names:
-                sender = ""  # a notice in a group: nobody's message
-            else:
-                sender = names[0] if names else ((rec.get("Sender") or "").strip() or chat)
-                aliases.update({n: sender for n in names[1:] if n != sender})
-            rows.append((chat, ts, sender, text, kind))
-    except csv.Error as e:
-        raise ExportError(path, f"the CSV is malformed ({e}).", line=reader.line_num,
-                          hint="export the chat again.") from None
+    for line, rec_list in csv_rows(path, reader):
+        if not any(x.strip() for x in rec_list):
+            continue
+        # one-to-one chats have 9 values a row: the name columns are missing, not empty
+        rec = {name: (rec_list[i] if i < len(rec_list) else "") for name, i in col.items()}
+        text = rec.get("StrContent") or ""
+        kind = _kind(_int(rec.get("Type")), _int(rec.get("SubType")), text)
+        if kind in ("system", "deleted"):
+            text = _TAGS.sub("", text).replace("重新编辑", "").strip()
+        elif kind != "text":
+            text = ""
+        if kind == "text" and not text.strip():
+            continue
+        ts = _time(rec)
+        if ts is None:
+            bad.append(line)
+            continue
+        names = [n for n in ((rec.get("Remark") or "").strip(), (rec.get("NickName") or "").strip()) if n]
+        if str(rec.get("IsSender") or "").strip() == "1":
+            sender = ME
+            aliases.update({n: ME for n in names})
+        elif kind in ("system", "deleted") and not names:
+            sender = ""  # a notice in a group: nobody's message
+        else:
+            sender = names[0] if names else ((rec.get("Sender") or "").strip() or chat)
+            aliases.update({n: sender for n in names[1:] if n != sender})
+        rows.append((chat, ts, sender, text, kind))
     warn_skipped(path, len(bad), [f"line {n}" for n in bad], "rows with no readable StrTime or CreateTime")
     out = to_frame(rows)
     if aliases:
