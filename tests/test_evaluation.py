@@ -99,10 +99,36 @@ def test_direction_covers_every_metric_of_the_issue():
     assert is_better("chrf", 20, 10) and is_better("perplexity", 2, 600) and not is_better("mean_logprob", -3, -1)
     # before any measurement: sft (the model that learned from the person's own replies), never a later stage
     assert best_model(["base", "sft", "dpo"]) == "sft" and best_model(["base"]) is None
-    # measured: the highest validation fidelity; a tie goes to the simpler model
+    # measured, no intervals: the higher validation fidelity; a tie goes to the simpler model
     assert best_model({"base": {"fidelity": 0.9}, "sft": {"fidelity": 0.30}, "ppo": {"fidelity": 0.35}}) == "ppo"
     assert best_model({"sft": {"fidelity": 0.30}, "refined": {"fidelity": 0.30}}) == "sft"
     assert best_model({"sft": {"fidelity": None}, "dpo": {"fidelity": 0.1}}) == "dpo"
+
+
+def test_a_later_stage_ships_only_when_measurably_better():
+    """sft stays the twin unless a later stage's validation fidelity is better with a 95% interval above 0:
+    paired over the same messages when the per-message values are given, else from the two intervals."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sft = rng.normal(-0.45, 0.1, 200)
+    noise = rng.normal(0, 0.05, 200)
+    hair = sft + 0.001 + noise - noise.mean()       # the Chinese run's case: better by a hair on average
+    clear = sft + 0.05 + rng.normal(0, 0.02, 200)   # better on nearly every message
+    items = {"sft": sft, "refined": hair, "ppo": clear}
+    metrics = {m: {"fidelity": float(v.mean())} for m, v in items.items()}
+    assert metrics["refined"]["fidelity"] > metrics["sft"]["fidelity"]
+    assert best_model({m: metrics[m] for m in ("sft", "refined")}, items=items) == "sft"
+    assert best_model(metrics, items=items) == "ppo"
+    # later stages are compared with the model kept so far, not only with sft
+    worse_than_ppo = {**items, "dpo": clear - 0.01}
+    assert best_model({m: {"fidelity": float(v.mean())} for m, v in worse_than_ppo.items()}, items=worse_than_ppo) == "ppo"
+    # without per-message values: from the intervals
+    with_ci = {"sft": {"fidelity": -0.408, "fidelity_ci_low": -0.44, "fidelity_ci_high": -0.37},
+               "ppo": {"fidelity": -0.407, "fidelity_ci_low": -0.44, "fidelity_ci_high": -0.37}}
+    assert best_model(with_ci) == "sft"
+    with_ci["ppo"].update(fidelity=-0.30, fidelity_ci_low=-0.32, fidelity_ci_high=-0.28)
+    assert best_model(with_ci) == "ppo"
 
 
 def test_reply_metrics_perfect_copy_and_noise():

@@ -227,11 +227,15 @@ def test_time_budget_fits_the_learning_rate_schedule(monkeypatch):
     assert all(f(380) == pytest.approx(0.5, abs=0.01) for f in sched.lr_lambdas)  # half-way through the fitted cosine
     assert sched.lr_lambdas[0](750) == pytest.approx(0.0, abs=1e-9)
 
-    state.global_step, clock.now = 600, 44.0  # faster again: refitted to the steps that now fit
+    state.global_step, clock.now = 600, 44.0  # faster again: never lengthened (the rate would rise mid-anneal)
     cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
-    assert cb.planned == state.max_steps == 818
+    assert cb.planned == state.max_steps == 750
 
-    state.global_step, clock.now = 818, 59.0  # the fitted end, before the budget: stop, evaluate, save
+    state.global_step, clock.now = 650, 54.0  # slower: shortened again, to 650 + 6 s / (54 s / 650)
+    cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
+    assert cb.planned == state.max_steps == 722
+
+    state.global_step, clock.now = 722, 59.0  # the fitted end, before the budget: stop, evaluate, save
     control = cb.on_step_end(args, state, TrainerControl(), lr_scheduler=sched)
     assert control.should_training_stop and control.should_evaluate and control.should_save and cb.fired
 

@@ -117,21 +117,47 @@ def is_better(metric: str, a: float, b: float) -> bool:
     return a < b
 
 
-def best_model(metrics_or_names) -> str | None:
-    """The best trained model: the highest validation ``fidelity`` in ``metrics`` (``{model: {metric:
-    value}}``); a tie goes to the simpler model (sft < refined < dpo < ppo).
+def best_model(metrics_or_names, items: dict | None = None) -> str | None:
+    """The twin to use: ``sft`` (the first trained model measured), replaced by a later stage
+    (in the order sft, refined, dpo, ppo) only when that stage is *measurably* better on validation
+    ``fidelity`` than the model kept so far: the 95% interval of the difference lies above 0.
+
+    ``metrics`` is ``{model: {metric: value}}``. With ``items`` (``{model: per-message fidelity}``,
+    as stage 5 writes to ``eval/fidelity_items.json``) the interval is a paired bootstrap over the
+    same messages; otherwise it is built from the two models' own intervals (half-widths added in
+    quadrature), and with no intervals at all the higher value wins. A stage that is not measurably
+    better does not ship, as its verdict says.
 
     Given plain names (no measurement yet), ``sft``: the one model known to have learned from the
     person's own replies, never a later stage that has not been shown to beat it.
     """
     if isinstance(metrics_or_names, dict) and metrics_or_names and all(isinstance(v, dict) for v in metrics_or_names.values()):
-        scored = [(m, metrics_or_names[m].get("fidelity")) for m in TRAINED if m in metrics_or_names]
-        scored = [(m, f) for m, f in scored if isinstance(f, (int, float)) and math.isfinite(f)]
+        metrics = metrics_or_names
+        scored = [m for m in TRAINED if m in metrics and isinstance(metrics[m].get("fidelity"), (int, float))
+                  and math.isfinite(metrics[m]["fidelity"])]
         if scored:
-            top = max(f for _, f in scored)
-            return next(m for m, f in scored if f == top)
+            best = scored[0]
+            for m in scored[1:]:
+                if _measurably_better(metrics, items, m, best):
+                    best = m
+            return best
     names = set(metrics_or_names)
     return next((m for m in TRAINED if m in names), None)
+
+
+def _measurably_better(metrics: dict, items: dict | None, new: str, old: str) -> bool:
+    """Is ``new``'s validation fidelity above ``old``'s, the 95% interval of the difference above 0?"""
+    from twinlib.stats import paired_diff_ci
+
+    a, b = metrics[new]["fidelity"], metrics[old]["fidelity"]
+    if items and new in items and old in items and len(items[new]) == len(items[old]) and len(items[new]):
+        return paired_diff_ci(items[new], items[old])[1] > 0
+    lows = [metrics[k].get("fidelity_ci_low") for k in (new, old)]
+    highs = [metrics[k].get("fidelity_ci_high") for k in (new, old)]
+    if any(not isinstance(x, (int, float)) for x in lows + highs):
+        return a > b
+    w = 0.5 * math.hypot(highs[0] - lows[0], highs[1] - lows[1])
+    return a - b - w > 0
 
 
 def run_best_model(run_dir) -> str | None:
@@ -594,10 +620,12 @@ def evaluate_models(
             "n_validation": len(val), "n_habit": len(habits), "seed": seed, "settings": settings_used.as_kwargs(),
             "signature_phrases": phrases, "seconds": timings, "direction": DIRECTION,
         })
-        best = best_model(metrics)
+        best = best_model(metrics, items=fidelity)
         run.write_json(SELECTION_FILE, {
             "best": best, "score": "fidelity: minus the energy score of two sampled replies against the real one "
                                    "(embedding and character distances), validation split",
+            "rule": "sft, replaced by a later stage (refined, dpo, ppo) only when its paired 95% interval of "
+                    "validation fidelity against the model kept so far lies above 0",
             "fidelity": {k: [metrics[k]["fidelity"], metrics[k]["fidelity_ci_low"], metrics[k]["fidelity_ci_high"]]
                          for k in metrics},
             "n_validation": len(val),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from twinlib.evaluation import (METRICS, MODEL_ORDER, best_and_worst, best_model, compare_models, comparison_table,
-                                load_results, metrics_table, verdict)
+from twinlib.evaluation import (METRICS, MODEL_ORDER, SELECTION_FILE, best_and_worst, best_model, compare_models,
+                                comparison_table, load_results, metrics_table, run_best_model, verdict)
 from twinlib.rundir import RunDir
 
 COLORS = {"base": "#9e9e9e", "sft": "#4c72b0", "refined": "#55a868", "ppo": "#c44e52", "dpo": "#8172b2"}
@@ -203,10 +203,11 @@ def write_report(run_dir, examples: int = 2, model_for_examples: str | None = No
     doc.h(1, f"Digital twin evaluation — {run.root.resolve().name}")
     doc.p(f"Run directory `{run.root}`; {int(cfg.get('n_test', len(df) // max(len(metrics), 1)))} held-out test "
           f"conversations; models: {', '.join(table.index)}; written {time.strftime('%Y-%m-%d %H:%M')}.")
-    best = best_model(metrics)
-    if best and metrics[best].get("fidelity") is not None:
-        doc.p(f"The twin is **{best}**: the model with the best validation fidelity "
-              f"({metrics[best]['fidelity']:.3f}); chat, the server and the Turing game use it.")
+    best = run_best_model(run.root) if (run.root / SELECTION_FILE).exists() else best_model(metrics)
+    if best in metrics and metrics[best].get("fidelity") is not None:
+        doc.p(f"The twin is **{best}** (validation fidelity {metrics[best]['fidelity']:.3f}): sft, unless a later "
+              "stage is measurably better on validation fidelity (paired 95% interval above 0); chat, the server "
+              "and the Turing game use it.")
     against = [m for m in ("sft", "base") if m in metrics]
     if against and len(metrics) > 1 and "chrf" in df.columns:
         cmp = compare_models(df, metrics, against=against)

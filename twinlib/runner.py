@@ -101,12 +101,14 @@ def _fingerprint(params: dict) -> str:
 def _kernel_transport(tmp: str) -> dict:
     """On POSIX, the notebook's kernel talks to the runner over Unix sockets in ``tmp`` (a private
     temporary folder) rather than over TCP on localhost: nothing listens on a port while a stage
-    runs, and the kernel prints no warning about unencrypted TCP into the terminal."""
-    if os.name != "posix":
+    runs, and the kernel prints no warning about unencrypted TCP into the terminal. A temporary
+    folder too deep for a socket's path keeps TCP."""
+    ip = os.path.join(tmp, "kernel")
+    if os.name != "posix" or len(ip) > 90:  # a Unix socket's path has at most 104-108 bytes (kernel-<port> added)
         return {}
     from traitlets.config import Config
 
-    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(tmp, "kernel")}})}
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": ip}})}
 
 
 class ProgressEcho:

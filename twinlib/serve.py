@@ -249,6 +249,11 @@ class Sampling(GenerationSettings):
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
+    def as_kwargs(self) -> dict:
+        """The ``generate`` keywords: the stages' settings, without the server's own seed and stop."""
+        return GenerationSettings.as_kwargs(GenerationSettings(**{k: v for k, v in asdict(self).items()
+                                                                   if k not in ("seed", "stop")}))
+
 
 @dataclass
 class Completion:

@@ -355,8 +355,8 @@ def time_budget_callback(minutes: float, fit_schedule: bool = True, every: int =
     With ``fit_schedule`` the learning-rate schedule is fitted to the budget: every ``every``
     steps, once 15% of the budget is spent, the callback measures the seconds per step so far
     (evaluations and saves included) and, when the planned steps would not fit in the minutes
-    left, sets the cosine schedule's length to the steps that do (``planned`` records it; never
-    longer than the plan; refitted as the rate changes). Training then ends at the
+    left, shortens the cosine schedule to the steps that do (``planned`` records it; refitted
+    when the rate drops, never lengthened, so the learning rate never rises again). Training then ends at the
     fitted step with the learning rate annealed, instead of being cut at full rate: on the Chinese
     sample, 12 planned epochs converged after 11 within the budget, while on the English one the
     budget cut them at 9.8 epochs at a high rate and the model was worse than 8 annealed epochs
@@ -393,14 +393,15 @@ def time_budget_callback(minutes: float, fit_schedule: bool = True, every: int =
                 self.plan = lambdas[0].keywords["num_training_steps"]
             step, total = state.global_step, lambdas[0].keywords["num_training_steps"]
             fits = min(self.plan, step + int((self.seconds - elapsed) / (elapsed / step)))
-            if fits > step and abs(fits - total) > 0.02 * total:
+            # only ever shorter: a longer cosine would raise the learning rate again mid-anneal
+            if step < fits < total * 0.98:
                 lr_scheduler.lr_lambdas = [partial(f.func, **{**f.keywords, "num_training_steps": fits}) for f in lambdas]
                 self.planned = state.max_steps = fits  # the progress line counts to the fitted end
 
         def on_step_end(self, args, state, control, lr_scheduler=None, **kw):
             if self.seconds <= 0 or self.t0 is None:
                 return control
-            # the Trainer makes its scheduler after its callbacks: build_trainer hands us the trainer
+            # transformers 5 hands callbacks the scheduler; where a version does not, the trainer has it
             lr_scheduler = lr_scheduler or getattr(getattr(self, "trainer", None), "lr_scheduler", None)
             elapsed = time.monotonic() - self.t0
             if elapsed > self.seconds or (self.planned is not None and state.global_step >= self.planned):
@@ -455,7 +456,10 @@ def build_trainer(model, tokenizer, profile: Profile, train_ds, eval_ds, out_dir
     cfg = sft_config(profile, out_dir, n_train=len(train_ds), max_steps=max_steps, seed=seed,
                      progress=progress, **config_overrides)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience else []
-    budget = time_budget_callback(time_budget_min) if time_budget_min and time_budget_min > 0 else None
+    # several processes would each fit their own schedule and could stop a step apart (and hang in
+    # an all-reduce): there only the hard stop applies
+    budget = (time_budget_callback(time_budget_min, fit_schedule=distributed_state().num_processes == 1)
+              if time_budget_min and time_budget_min > 0 else None)
     if budget is not None:
         callbacks.append(budget)
     trainer = SFTTrainer(
