@@ -143,7 +143,8 @@ def test_ppo_learns_the_planted_preference(planted):
     # PPO drifts further than refinement and DPO: the phrase takes the end of the reply, where the
     # person's emoji were. Measured on one planted run, seeds 1-3, 15 and 25 updates: 'legend' 0.13 ->
     # 0.74-0.89, style distance 0.04 -> 0.12-0.17 (emoji per reply 0.60 -> 0.11 in one of them; the
-    # CI machine's run: 0.07 -> 0.49, 0.05 -> 0.12). A per-reply form term cannot hold a rate (half of
+    # CI machine's run: 0.07 -> 0.49, 0.05 -> 0.12); on the SFT twin trained at 2e-3, seeds 0-3 and 15
+    # updates: 0.18 -> 0.52-0.76, style distance 0.04 -> 0.11-0.14. A per-reply form term cannot hold a rate (half of
     # the person's replies have no emoji); the KL penalty bounds the drift. The style stays far nearer
     # the person's than an untrained model's (about 0.35).
     assert style1[0] <= 0.2

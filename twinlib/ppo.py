@@ -60,6 +60,7 @@ from torch import nn
 
 from twinlib.modeling import SYSTEM_PROMPT, end_of_turn_ids, has_model, pick_device, prompt_text
 from twinlib.rundir import RunDir
+from twinlib.style import count_words
 
 RewardFn = Callable[[Sequence, Sequence[str], Sequence[str]], Sequence[float]]
 
@@ -536,7 +537,7 @@ class PPOTrainer:
         stats = ppo_update(self.model, self.optimizer, self.accelerator, batch, advantages, returns, cfg, self.generator)
         kl_per_reply = self._mean(kl.sum(1).mean())
         self.kl_ctl.update(kl_per_reply, cfg.batch_size * self.accelerator.num_processes)
-        words = [len(r.split()) for r in batch["replies"]]
+        words = [count_words(r) for r in batch["replies"]]  # CJK: characters, as the person's line in the plot
         entry = {
             "step": len(self.logs) + 1,
             "mean_reward": self._mean(batch["raw_scores"].mean()),

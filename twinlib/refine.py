@@ -49,6 +49,7 @@ from twinlib.ranking import (
     scores_to_ranks,
 )
 from twinlib.rundir import RunDir, check_fingerprint, data_fingerprint
+from twinlib.style import count_words
 
 LOG_FILE = "refine_log.json"
 WORK_DIR = "refine"
@@ -381,7 +382,7 @@ class Refinement:
             "words_per_reply": round_(float(words.mean())),
             "emoji_per_reply": round_(float(emoji.mean())),
             "empty_rate": round_(float(np.mean([not r.strip() for r in flat]))),
-            "mean_words": round_(float(np.mean([len(r.split()) for r in flat]))),
+            "mean_words": round_(float(np.mean([count_words(r) for r in flat]))),
             "examples": [{"prompt": p, "reply": rs[0]} for p, rs in list(zip(rows["prompt"], replies))[:3]],
         }
         return out

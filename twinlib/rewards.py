@@ -233,9 +233,11 @@ def length_baseline(train_prefs, test_prefs) -> tuple[str, "np.ndarray"]:
     Returns ``(rule, outcomes)``."""
     import numpy as np
 
+    from twinlib.style import count_words  # Chinese has no spaces: characters count
+
     def sign(prefs):
-        c = np.array([len(str(x).split()) for x in prefs["chosen"]])
-        r = np.array([len(str(x).split()) for x in prefs["rejected"]])
+        c = np.array([count_words(str(x)) for x in prefs["chosen"]])
+        r = np.array([count_words(str(x)) for x in prefs["rejected"]])
         return np.sign(c - r)
 
     train_sign = sign(train_prefs) if len(train_prefs) else np.zeros(0)
