@@ -78,10 +78,20 @@ def test_sft_learns_the_habits_and_answers_in_context(pipeline_run):
 
 
 def test_best_model_is_the_measured_one(pipeline_run):
-    m = _metrics(pipeline_run)
+    """sft, unless a later stage is measurably better on validation fidelity (paired 95% interval of
+    the per-message difference above 0); no later stage is measurably better than the one chosen."""
+    from twinlib.stats import paired_diff_ci
+
+    order = ["sft", "refined", "dpo", "ppo"]
     sel = json.loads((pipeline_run / "eval" / "selection.json").read_text())
-    trained = {k: v["fidelity"] for k, v in m.items() if k != "base"}
-    assert sel["best"] == max(trained, key=lambda k: (trained[k], -["sft", "refined", "dpo", "ppo"].index(k)))
+    items = json.loads((pipeline_run / "eval" / "fidelity_items.json").read_text())
+    best = sel["best"]
+    assert best in order and "paired 95% interval" in sel["rule"]
+    if best != "sft":
+        assert paired_diff_ci(items[best], items["sft"])[1] > 0
+    for later in order[order.index(best) + 1:]:
+        if later in items:
+            assert paired_diff_ci(items[later], items[best])[1] <= 0, later
     from twinlib.chat import pick_model
 
     assert pick_model(pipeline_run)[0] == sel["best"]  # chat (and the server) talk to it
