@@ -6,7 +6,7 @@ them, PPO against that reward model and DPO on the same pairs must each raise th
 replies on held-out messages clearly, while the replies keep the person's style (within the SFT
 twin's interval for refinement and DPO; PPO, which drifts further, within a looser bound).
 
-The stages' shipping guards are switched off here (refinement ``keep="last"``, PPO
+The stages' shipping guards are switched off here (refinement ``keep="last"``, PPO and DPO
 ``validate=False``): they keep a model only when it validates at least as well against the
 person's *past* replies, and a preference the past replies do not show costs a little of that.
 This test is about the learning; the guards are tested on the pipeline run.
@@ -154,7 +154,7 @@ def test_dpo_learns_the_planted_preference(planted):
     from twinlib.dpo import train_dpo
 
     run = planted["run"]
-    train_dpo(run, "auto", start_from="sft", epochs=2, max_pairs=800, log=lambda *_: None)
+    train_dpo(run, "auto", start_from="sft", epochs=2, max_pairs=800, log=lambda *_: None, validate=False)
     share0, share1, style0, style1 = _moved(planted, run.model("dpo"))
     assert share1 >= 0.5 and share1 > share0 + 0.25
     assert style1[0] <= style0[2] + 0.02

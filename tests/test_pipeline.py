@@ -106,6 +106,8 @@ def test_ppo_and_refinement_keep_their_best_validated_model(pipeline_run):
     kept = json.loads((pipeline_run / "models" / "refined" / "twin.json").read_text())["kept_round"]
     fid = {h["round"]: h["fidelity"] for h in log["rounds"]}
     assert fid[kept] == max(fid.values())
+    dpo = json.loads((pipeline_run / "models" / "dpo" / "dpo.json").read_text())
+    assert dpo["kept"] == ("trained" if dpo["val_trained"] > dpo["val_start"] else "start")
 
 
 def test_every_stage_ends_with_a_computed_verdict(pipeline_run):

@@ -38,19 +38,25 @@ from twinlib.rundir import RunDir
 def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_path=None, overwrite: bool = False,
               beta: float = 0.1, epochs: float = 3.0, max_steps: int = -1, learning_rate: float | None = None,
               batch_size: int | None = None, test_fraction: float = 0.2, seed: int = 0, start_from: str = "refined",
-              base_model: str | None = None, log=print, max_pairs: int | None = None) -> dict:
+              base_model: str | None = None, log=print, max_pairs: int | None = None, validate: bool = True,
+              n_validation: int = 64) -> dict:
     """Train the twin with DPO on the run's preferences and save it to ``models/dpo`` (with ``dpo.json``).
 
     ``preferences_or_records``: anything :func:`twinlib.rewards.load_preferences` takes (default:
     the run's ``rankings.jsonl``). ``start_model_path``: the twin to start from (default:
     ``models/<start_from>``, ``refined`` falling back to ``sft``). An existing ``models/dpo`` is
     reused unless ``overwrite=True``.
+
+    With ``validate`` (the default) DPO ships only when it helps, as PPO and refinement do: the
+    trained policy and its start answer ``n_validation`` validation messages
+    (:func:`twinlib.ppo.fidelity_validator`), and unless the trained one validates better,
+    ``models/dpo`` holds the start's weights (``kept`` in ``dpo.json`` says which).
     """
     import torch
     from trl import DPOConfig, DPOTrainer
 
     from twinlib.modeling import cpu_threads, later_stage_profile, pick_device, trainer_precision_kwargs
-    from twinlib.ppo import load_policy, save_policy
+    from twinlib.ppo import fidelity_validator, load_policy, save_policy
     run = RunDir(run_dir)
     prof = later_stage_profile(profile, run, base_model)
     out = run.model("dpo")
@@ -96,6 +102,14 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
         policy = trainer.model
         policy.eval()
         tok.padding_side = "left"
+        val = {}
+        if validate:
+            validator = fidelity_validator(run, prof, tok, n=n_validation, seed=seed)
+            start_policy, _ = load_policy(start, prof, device=device)  # LoRA: a fresh adapter leaves it as it was
+            val = {"val_start": validator(start_policy.eval()), "val_trained": validator(policy)}
+            if val["val_trained"] <= val["val_start"]:
+                policy = start_policy
+        kept = "start" if val and policy is not trainer.model else "trained"
         save_policy(policy, tok, tmp, source=start)
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         summary = {
@@ -104,7 +118,7 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
             "train_accuracy": _last_epoch_mean(history, "rewards/accuracies", epochs),
             "test_accuracy": held_out.get("eval_rewards/accuracies") if held_out else None,
             "test_margin": held_out.get("eval_rewards/margins") if held_out else None,
-            "seconds": round(time.time() - t0, 1), "history": history,
+            "seconds": round(time.time() - t0, 1), "history": history, "kept": kept, **val,
         }
         (tmp / "dpo.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         del trainer, ref_model
@@ -115,6 +129,9 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
     log(f"DPO: {len(train_df)} pairs, {summary['seconds']:.0f} s; implicit-reward accuracy "
         + (f"{train_acc:.2f} on training pairs (last epoch)" if train_acc is not None else "n/a on training pairs")
         + (f", {acc:.2f} on {len(test_df)} held-out pairs" if acc is not None else "") + f"; saved to {out}")
+    if summary["kept"] == "start":
+        log(f"DPO validated no better than its start (validation fidelity {summary['val_trained']:.3f} vs "
+            f"{summary['val_start']:.3f}): models/dpo holds the start's weights.")
     return summary
 
 
