@@ -105,7 +105,8 @@ def train_dpo(run_dir, profile="tiny", preferences_or_records=None, start_model_
         val = {}
         if validate:
             validator = fidelity_validator(run, prof, tok, n=n_validation, seed=seed)
-            start_policy, _ = load_policy(start, prof, device=device)  # LoRA: a fresh adapter leaves it as it was
+            # the reference is the start; LoRA has none: a fresh adapter on the start leaves it as it was
+            start_policy = ref_model if ref_model is not None else load_policy(start, prof, device=device)[0]
             val = {"val_start": validator(start_policy.eval()), "val_trained": validator(policy)}
             if val["val_trained"] <= val["val_start"]:
                 policy = start_policy
