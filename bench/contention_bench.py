@@ -42,15 +42,9 @@ def prepare(work: Path) -> tuple[Path, Path]:
     """A stage-1 run directory of the sample persona and a toy-size Llama folder whose tokenizer
     is trained on its pairs."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from sft_bench import prepare as stage1
+    from sft_bench import prepare_with_model
 
-    from twinlib.sft import load_splits
-    from twinlib.toy_models import build_model_folder
-
-    run = stage1(work)
-    train = load_splits(run)["train"]
-    folder = build_model_folder(work / "toy-llama", "llama", texts=list(train["prompt"]) + list(train["response"]))
-    return run, folder
+    return prepare_with_model(work, "llama", "toy")
 
 
 def child(mode: str, run: str, folder: str, steps: int, max_seconds: float, out_dir: str) -> dict:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -304,16 +303,9 @@ def run_ppo_bench(folder: Path, run: Path, prof, args, device: str) -> dict:
 
 def prepare(work: Path, args, device: str) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT / "bench"))
-    from sft_bench import prepare as stage1
+    from sft_bench import prepare_with_model
 
-    from twinlib.sft import load_splits
-    from twinlib.toy_models import build_model_folder
-
-    run = stage1(work)
-    train = load_splits(run)["train"]
-    texts = list(train["prompt"]) + list(train["response"])
-    folder = build_model_folder(work / args.size, args.arch, args.size, texts=texts, device=device)
-    return run, folder
+    return prepare_with_model(work, args.arch, args.size, device=device)
 
 
 def table(rows: list[dict], keys: list[str], label: str = "config") -> str:

@@ -84,6 +84,19 @@ def prepare(workdir: Path) -> Path:
     return run
 
 
+def prepare_with_model(work: Path, arch: str = "llama", size: str = "toy", device: str = "cpu") -> tuple[Path, Path]:
+    """:func:`prepare`, and a random-weight ``arch`` model folder of ``size``
+    (:func:`twinlib.toy_models.build_model_folder`) whose tokenizer is trained on the run's pairs."""
+    from twinlib.sft import load_splits
+    from twinlib.toy_models import build_model_folder
+
+    run = prepare(work)
+    train = load_splits(run)["train"]
+    texts = list(train["prompt"]) + list(train["response"])
+    folder = build_model_folder(work / f"{size}-{arch}", arch, size, texts=texts, device=device)
+    return run, folder
+
+
 def matmul_peak(seconds: float = 2.0) -> float:
     """GFLOP/s of torch's ``mm`` on this thread count, at the shape of the tiny model's layers."""
     import torch

@@ -67,7 +67,9 @@ def block_stage_times(run: RunDir) -> str:
 
 
 def block_sft(run: RunDir) -> str:
-    m = json.loads((run.model("sft") / "train_metrics.json").read_text(encoding="utf-8"))
+    from twinlib.sft import read_metrics
+
+    m = read_metrics(run.model("sft"))
     rows = [["steps", f"{m['steps']} of {m['max_steps']} planned ({m['epochs']:g} epochs)"],
             ["stopped because", m.get("stop_reason", "–")],
             ["kept", f"step {m['best_step']}: validation loss {m['eval_loss']:.3f} (from {m['initial_eval_loss']:.3f})"],
@@ -120,9 +122,8 @@ BLOCKS = {"stage-times": block_stage_times, "sft": block_sft, "metrics": block_m
           "comparison": block_comparison, "feedback": block_feedback}
 
 
-def render(run: RunDir, name: str, when: str | None = None) -> str:
-    when = when or time.strftime("%Y-%m-%d")
-    head = (f"<sub>Measured on run `{run.root.resolve().name}`, {when}, {machine()}; written by "
+def render(run: RunDir, name: str) -> str:
+    head = (f"<sub>Measured on run `{run.root.resolve().name}`, {time.strftime('%Y-%m-%d')}, {machine()}; written by "
             f"`python -m twinlib.docs_figures`.</sub>")
     return head + "\n\n" + BLOCKS[name](run) + "\n"
 
@@ -133,12 +134,13 @@ def _shape(body: str) -> list[tuple[str, int]]:
     return [(ln.split("|")[1].strip(), ln.count("|")) for ln in rows]
 
 
-def update(run_dir, files=FILES, check: bool = False, root: Path = ROOT) -> list[str]:
+def update(run_dir, files=FILES, check: bool = False) -> list[str]:
     """Rewrite (or, with ``check``, compare) every figures block of ``files``; returns the problems."""
     run = RunDir(run_dir)
     problems = []
+    rendered: dict[str, str] = {}  # a block that stands in several files is made once
     for rel in files:
-        path = root / rel
+        path = ROOT / rel
         if not path.exists():
             continue
         text = path.read_text(encoding="utf-8")
@@ -148,7 +150,9 @@ def update(run_dir, files=FILES, check: bool = False, root: Path = ROOT) -> list
             if name not in BLOCKS:
                 problems.append(f"{rel}: unknown figures block {name!r} (known: {sorted(BLOCKS)})")
                 return m.group(0)
-            new = render(run, name)
+            if name not in rendered:
+                rendered[name] = render(run, name)
+            new = rendered[name]
             if check:
                 if not PROVENANCE.search(m.group("body")):
                     problems.append(f"{rel}: figures block {name!r} does not say which run it comes from")

@@ -302,8 +302,6 @@ def pick_cpu_threads(profile: "Profile | None" = None, parameters: int | None = 
     machine, took 55× its time per step alone with torch's two threads and 3.5× with one; beside one
     busy process, 2.0× with one (``bench/contention_bench.py``).
     """
-    import torch
-
     explicit = int(getattr(profile, "cpu_threads", 0) or 0)
     if explicit > 0:
         return explicit

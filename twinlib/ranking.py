@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from twinlib.pairs import context_turns
-from twinlib.rundir import RunDir, data_fingerprint  # noqa: F401  (data_fingerprint: used below, re-exported)
+from twinlib.rundir import RunDir, data_fingerprint
 
 STATUSES = ("ranked", "none", "skipped", "undo")
 JUDGEMENTS = ("ranked", "none", "skipped")

@@ -29,7 +29,7 @@ import json
 import math
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +39,7 @@ from twinlib.modeling import (
     Profile,
     as_profile,
     count_parameters,
+    cpu_threads,
     distributed_state,
     end_of_turn_ids,
     fit_messages,
@@ -47,7 +48,6 @@ from twinlib.modeling import (
     load_model,
     lora_config,
     pick_device,
-    pick_cpu_threads,
     pick_dtype,
     prepare_base_model,
     trainer_precision_kwargs,
@@ -566,9 +566,9 @@ def train_sft(
         val_df = val_df.sample(n=max_eval_samples, random_state=seed)
     eval_ds = to_sft_dataset(val_df, tok, prof.max_length)
 
-    threads = torch.get_num_threads()
-    if kind == "cpu":  # whatever the profile: torch's default thread count is the worst on a shared machine
-        torch.set_num_threads(pick_cpu_threads(prof, count_parameters(model)[1]))  # restored below
+    # whatever the profile: torch's default thread count is the worst on a shared machine (restored below)
+    threads = ExitStack()
+    threads.enter_context(cpu_threads(prof, model, kind))
     patience = prof.sft_patience if patience is None else patience
     budget_min = prof.sft_time_budget_min if time_budget_min is None else time_budget_min
 
@@ -666,7 +666,7 @@ def train_sft(
                 metrics["previous_model"] = run.relative(backup)
                 _write_json(final / METRICS_FILE, metrics)
     finally:
-        torch.set_num_threads(threads)
+        threads.close()
         if dist.is_main_process:
             shutil.rmtree(ckpt, ignore_errors=True)
             shutil.rmtree(tmp, ignore_errors=True)  # only left behind if something failed
